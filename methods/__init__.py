@@ -1,0 +1,1 @@
+"""Built-in method plugins, each written only against zoobench's public plugin API."""

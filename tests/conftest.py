@@ -1,0 +1,70 @@
+"""Shared fixtures: tiny digits zoos written as real spec files, and an empty store per test."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TINY_SPEC = """
+[zoo]
+name = "{name}"
+description = "tiny test zoo"
+
+[data]
+dataset = "digits"
+
+[model]
+architecture = "mlp"
+depth = 1
+
+[training]
+optimizer = "sgd"
+lr = {lr}
+momentum = 0.9
+weight_decay = 5e-4
+epochs = {epochs}
+init = "kaiming_uniform"
+checkpoint_epochs = [0, 1]
+
+[grid]
+seeds = {seeds}
+
+[grid.load]
+field = "model.width"
+values = {widths}
+
+[grid.temperature]
+field = "training.batch_size"
+values = {batch_sizes}
+"""
+
+
+def write_spec(folder: Path, name: str = "tiny", lr: float = 0.1, epochs: int = 2, seeds=(0, 1),
+               widths=(4, 8), batch_sizes=(64, 128)) -> Path:
+    path = folder / f"{name}.toml"
+    path.write_text(TINY_SPEC.format(name=name, lr=lr, epochs=epochs, seeds=list(seeds), widths=list(widths),
+                                     batch_sizes=list(batch_sizes)))
+    return path
+
+
+@pytest.fixture
+def tiny_spec_path(tmp_path: Path) -> Path:
+    return write_spec(tmp_path)
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "home"
+
+
+def zoobench_cli(*args: str, home: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the real command line in a subprocess, as a user would."""
+    env = dict(os.environ)
+    if home is not None:
+        env["ZOOBENCH_HOME"] = str(home)
+    return subprocess.run([sys.executable, "-m", "zoobench", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout)

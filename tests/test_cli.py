@@ -1,0 +1,61 @@
+"""The command line as a user meets it: exit codes, one-line errors, no tracebacks."""
+
+import pytest
+
+from conftest import write_spec, zoobench_cli
+
+
+def _one_line_error(result, code: int, *fragments: str) -> None:
+    assert result.returncode == code, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_unknown_zoo_lists_the_valid_ones(home):
+    _one_line_error(zoobench_cli("zoo", "generate", "cifar11_r18", home=home), 2,
+                    "unknown zoo 'cifar11_r18'", "did you mean 'cifar10_r18'", "digits_mlp")
+
+
+def test_malformed_toml_and_empty_grid_are_usage_errors(tmp_path, home):
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[zoo]\nname = \n")
+    _one_line_error(zoobench_cli("zoo", "show", str(broken), home=home), 2, str(broken), "not valid TOML")
+    empty = write_spec(tmp_path, name="empty", widths=())
+    _one_line_error(zoobench_cli("zoo", "generate", str(empty), home=home), 2, "'grid.load.values' is empty")
+
+
+def test_bad_filter_value_is_a_usage_error(tiny_spec_path, home):
+    _one_line_error(zoobench_cli("zoo", "generate", str(tiny_spec_path), "--widths", "5", home=home), 2,
+                    "5 is not a load value", "valid: 4, 8")
+
+
+def test_generate_list_show_and_verify(tiny_spec_path, home):
+    first = zoobench_cli("zoo", "generate", str(tiny_spec_path), "--widths", "4", "--seeds", "0", home=home)
+    assert first.returncode == 0, first.stderr
+    assert "trained 2 models" in first.stdout
+    second = zoobench_cli("zoo", "generate", str(tiny_spec_path), "--widths", "4", "--seeds", "0", home=home)
+    assert second.returncode == 0 and "nothing to do" in second.stdout
+    listing = zoobench_cli("zoo", "list", home=home)
+    assert listing.returncode == 0 and "digits_mlp" in listing.stdout and "2/8" in listing.stdout
+    shown = zoobench_cli("zoo", "show", "tiny", home=home)
+    assert shown.returncode == 0 and "1/2" in shown.stdout and "0/2" in shown.stdout
+    assert zoobench_cli("zoo", "verify", "tiny", home=home).returncode == 0
+
+
+def test_truncated_checkpoint_fails_verify_with_one_line_per_model(tiny_spec_path, home):
+    assert zoobench_cli("zoo", "generate", str(tiny_spec_path), "--widths", "4", "--seeds", "0",
+                        "--batch-sizes", "64", home=home).returncode == 0
+    weights = next(home.rglob("checkpoint_000002/model.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:100])
+    result = zoobench_cli("zoo", "verify", "tiny", home=home)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[0].startswith("error: model w4-bs64-s0: checkpoint_000002/model.safetensors has 100 bytes")
+
+
+@pytest.mark.parametrize("zoo, width, batch", [("cifar10_r18", "2", "1024"), ("owt_gpt2", "192", "32")])
+def test_zoos_whose_parts_are_not_built_yet_fail_in_one_line(home, zoo, width, batch):
+    result = zoobench_cli("zoo", "generate", zoo, "--widths", width, "--batch-sizes", batch, "--seeds", "0", home=home)
+    _one_line_error(result, 1, "could not be loaded from zoobench.")

@@ -1,0 +1,106 @@
+from pathlib import Path
+
+import pytest
+
+from conftest import write_spec
+from zoobench.grid import cells, model_keys, model_spec
+from zoobench.spec import builtin_spec_paths, list_specs, load_spec, read_spec_file
+from zoobench.strict import SpecError
+
+
+def test_every_builtin_spec_parses_with_the_paper_grid_sizes():
+    sizes = {s.name: len(s.grid.load.values) * len(s.grid.temperature.values) * len(s.grid.seeds)
+             for s in list_specs()}
+    assert set(sizes) == set(builtin_spec_paths())
+    assert len(sizes) == 13
+    for name in ["svhn_r18", "svhn_r50", "cifar10_r18", "cifar10_r50", "cifar100_r18", "cifar100_r50",
+                 "tinyimagenet_r18", "tinyimagenet_r50"]:
+        assert sizes[name] == 192
+    assert sizes["cifar10_vit"] == sizes["cifar100_vit"] == 147
+    assert sizes["digits_mlp"] >= 6 * 6 * 3
+
+
+def test_paper_recipes_are_carried_into_the_spec():
+    r18 = load_spec("cifar10_r18")
+    assert (r18.training.optimizer, r18.training.lr, r18.training.momentum, r18.training.weight_decay) == \
+        ("sgd", 0.1, 0.9, 5e-4)
+    assert r18.training.epochs == 150 and r18.metric_epoch == 115
+    assert r18.data.augmentation.crop_padding == 4 and r18.data.augmentation.hflip
+    assert r18.data.transfer_target == "stl10"
+    assert not load_spec("svhn_r18").data.augmentation.hflip
+    assert load_spec("cifar100_vit").training.weight_decay == 5e-2
+    pinn = load_spec("convection_pinn")
+    assert pinn.grid.load.field == "data.beta" and pinn.grid.temperature.field == "training.lr"
+    assert pinn.grid.seeds == (0, 123, 2023, 54321, 123456)
+
+
+def test_fingerprint_is_stable_and_changes_with_any_training_field(tmp_path):
+    spec = read_spec_file(write_spec(tmp_path))
+    assert spec.fingerprint == read_spec_file(write_spec(tmp_path)).fingerprint
+    for override in [{"training.epochs": 3}, {"training.lr": 0.05}, {"training.weight_decay": 0.0},
+                     {"model.depth": 2}, {"data.split_seed": 1}, {"training.init": "default"}]:
+        assert spec.with_overrides(override).fingerprint != spec.fingerprint, override
+    # widening the grid adds models to the same zoo; it does not change how any model is trained
+    assert spec.with_overrides({"grid.seeds": [0, 1, 2]}).fingerprint == spec.fingerprint
+
+
+def test_model_recipe_sets_the_axes_and_ids_read_like_the_paper(tmp_path):
+    spec = read_spec_file(write_spec(tmp_path))
+    keys = model_keys(spec)
+    assert [k.id for k in keys[:3]] == ["w4-bs64-s0", "w4-bs64-s1", "w8-bs64-s0"]
+    recipe = model_spec(spec, keys[2])
+    assert recipe.model.options["width"] == 8 and recipe.training.batch_size == 64
+    assert len(cells(spec, loads=["8"])) == 2
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("[training]", "[training]\nepoch = 3"), "unknown key 'training.epoch'"),
+    (('lr = 0.1', 'lr = "fast"'), "'training.lr' must be a number, got a string 'fast'"),
+    (("values = [4, 8]", "values = []"), "'grid.load.values' is empty"),
+    (('dataset = "digits"\n', ""), "missing required key 'data.dataset'"),
+    (('dataset = "digits"', 'dataset = "digitz"'), "did you mean 'digits'"),
+    (('architecture = "mlp"', 'architecture = "mlp"\nwidht = 3'), "unknown key 'model.widht'"),
+    (('field = "model.width"', 'field = "model.height"'), "axis field 'model.height'"),
+    (("checkpoint_epochs = [0, 1]", "checkpoint_epochs = [0, 9]"), "outside 0..2"),
+    (("seeds = [0, 1]", "seeds = [0, 0]"), "repeated seeds"),
+    (("[zoo]", "[zoo]\n[zoo.extra]"), "unknown key 'zoo.extra'"),
+    (("[grid]", "[grids]\n[grid]"), "unknown section [grids]"),
+    (("values = [64, 128]", "values = [64.5]"), "'grid.temperature.values[0]' must be an integer"),
+])
+def test_malformed_specs_name_the_file_and_the_key(tmp_path, edit, message):
+    path = write_spec(tmp_path)
+    old, new = edit
+    assert old in path.read_text()
+    path.write_text(path.read_text().replace(old, new, 1))
+    with pytest.raises(SpecError) as error:
+        read_spec_file(path)
+    assert message in str(error.value)
+    assert str(path) in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_invalid_toml_and_missing_files_are_spec_errors(tmp_path):
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[zoo\nname = 1")
+    with pytest.raises(SpecError, match="not valid TOML"):
+        read_spec_file(broken)
+    with pytest.raises(SpecError, match="cannot read spec"):
+        load_spec(tmp_path / "absent.toml")
+
+
+def test_unknown_builtin_name_lists_valid_ones():
+    with pytest.raises(Exception, match="did you mean 'digits_mlp'.*valid: .*cifar10_r18"):
+        load_spec("digit_mlp")
+
+
+def test_restricting_to_values_outside_the_grid_is_a_usage_error(tmp_path):
+    spec = read_spec_file(write_spec(tmp_path))
+    with pytest.raises(Exception, match="3 is not a load value.*valid: 4, 8"):
+        model_keys(spec, loads=["3"])
+    with pytest.raises(Exception, match="seed 7 is not in the grid"):
+        model_keys(spec, seeds=[7])
+
+
+def test_builtin_spec_files_are_named_after_their_zoo():
+    for name, path in builtin_spec_paths().items():
+        assert load_spec(name).name == name == Path(path).stem

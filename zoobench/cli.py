@@ -1,0 +1,168 @@
+"""The ``zoobench`` command: parses arguments, calls one API function, prints the result.
+
+Heavy imports (torch) happen inside the API functions that need them, so listing and showing zoos
+starts in well under a second. Every user error ends as one line on stderr with exit code 2 (bad
+input) or 1 (failure), never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from zoobench.errors import ZoobenchError
+
+app = typer.Typer(help="Benchmark harness for downstream methods on phase zoos.", no_args_is_help=True,
+                  pretty_exceptions_show_locals=False, add_completion=False)
+zoo_app = typer.Typer(help="List, inspect, generate and verify zoos.", no_args_is_help=True)
+app.add_typer(zoo_app, name="zoo")
+
+console = Console()
+errors = Console(stderr=True)
+
+HomeOption = typer.Option(None, "--home", envvar="ZOOBENCH_HOME", help="Store folder (default: ~/.cache/zoobench).")
+
+
+def _store(home: Optional[Path]):
+    from zoobench.store import Store
+
+    return Store(home)
+
+
+def _values(text: Optional[str]) -> Optional[list[str]]:
+    return None if text is None else [v for v in text.replace(" ", "").split(",") if v]
+
+
+@zoo_app.command("list")
+def zoo_list(home: Optional[Path] = HomeOption) -> None:
+    """Known zoo specs, and how many of each zoo's models the store holds."""
+    from zoobench.spec import list_specs
+
+    store = _store(home)
+    table = Table("zoo", "dataset", "architecture", "grid", "models", "fingerprint")
+    builtin = set()
+    for spec in list_specs():
+        builtin.add((spec.name, spec.fingerprint))
+        table.add_row(spec.name, spec.data.dataset, spec.model.architecture, _grid_size(spec),
+                      _done(store.zoo(spec)), spec.fingerprint)
+    for zoo in store.zoos():
+        if (zoo.spec.name, zoo.spec.fingerprint) not in builtin:
+            table.add_row(f"{zoo.spec.name} [dim](stored, from {zoo.spec.source})", zoo.spec.data.dataset,
+                          zoo.spec.model.architecture, _grid_size(zoo.spec), _done(zoo), zoo.spec.fingerprint)
+    console.print(table)
+    console.print(f"store: {store.home}")
+
+
+def _grid_size(spec) -> str:
+    g = spec.grid
+    return f"{len(g.load.values)} x {len(g.temperature.values)} x {len(g.seeds)}"
+
+
+def _done(zoo) -> str:
+    g = zoo.spec.grid
+    return f"{len(zoo.models())}/{len(g.load.values) * len(g.temperature.values) * len(g.seeds)}"
+
+
+@zoo_app.command("show")
+def zoo_show(zoo: str = typer.Argument(..., help="Zoo name or spec file."), home: Optional[Path] = HomeOption) -> None:
+    """The spec's recipe, its grid, and which models of each cell are finished."""
+    from zoobench.grid import cell, hot_first
+
+    store = _store(home)
+    spec = store.resolve(zoo)
+    zoo_store = store.zoo(spec)
+    t, g = spec.training, spec.grid
+    console.print(f"[bold]{spec.name}[/bold]  {spec.description}")
+    console.print(f"spec: {spec.source}   fingerprint: {spec.fingerprint}   store: {zoo_store.path}")
+    console.print(f"data: {spec.data.dataset} {spec.data.options or ''}   model: {spec.model.architecture} "
+                  f"{spec.model.options}")
+    console.print(f"training: {t.optimizer} lr {t.lr:g}, momentum {t.momentum:g}, weight decay {t.weight_decay:g}, "
+                  f"{t.schedule}, {t.epochs} epochs, init {t.init}; checkpoints at {list(spec.stored_epochs)}; "
+                  f"metrics at epoch {spec.metric_epoch}")
+    console.print(f"grid: load = {g.load.field}, temperature = {g.temperature.field}, seeds {list(g.seeds)}")
+    records = zoo_store.models()
+    done = Counter(r.cell_id for r in records)
+    diverged = Counter(r.cell_id for r in records if r.status == "diverged")
+    table = Table(f"{g.temperature.short} \\ {g.load.short}", *map(str, g.load.values),
+                  title="finished models per cell (hot at the top)")
+    for temperature in hot_first(g.temperature):
+        row = []
+        for load in g.load.values:
+            cell_id = cell(spec, load, temperature).id
+            text = f"{done[cell_id]}/{len(g.seeds)}"
+            style = "green" if done[cell_id] == len(g.seeds) else "yellow" if done[cell_id] else "dim"
+            if diverged[cell_id]:
+                text, style = f"{text} ({diverged[cell_id]} div)", "red"
+            row.append(f"[{style}]{text}")
+        table.add_row(f"{temperature:g}", *row)
+    console.print(table)
+
+
+@zoo_app.command("generate")
+def zoo_generate(
+    zoo: str = typer.Argument(..., help="Zoo name or spec file."),
+    home: Optional[Path] = HomeOption,
+    loads: Optional[str] = typer.Option(None, "--widths", "--loads", help="Only these load values, e.g. 4,8,16."),
+    temperatures: Optional[str] = typer.Option(None, "--batch-sizes", "--temperatures",
+                                               help="Only these temperature values, e.g. 32,64."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="Only these seeds, e.g. 0,1."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Worker processes (default: one per core)."),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", envvar="ZOOBENCH_DATA", help="Dataset folder."),
+) -> None:
+    """Train the models the store lacks; re-running resumes, and the filters choose cells, not recipes."""
+    from zoobench.generate import generate
+
+    store = _store(home)
+    spec = store.resolve(zoo)
+    try:
+        report = generate(spec, store, _values(loads), _values(temperatures), _values(seeds), workers, data_root)
+    except KeyboardInterrupt:
+        errors.print("interrupted: finished models are kept; run the same command again to resume")
+        raise typer.Exit(130) from None
+    for model_id, problem in report.damaged.items():
+        console.print(f"[yellow]retrained damaged model {model_id}: {problem}")
+    trained = len(report.trained) + len(report.diverged)
+    if trained == 0 and not report.failed:
+        console.print(f"nothing to do: all {report.requested} requested models of {spec.name} are in {report.path}")
+        return
+    if trained:
+        console.print(f"trained {trained} models of {spec.name} in {report.seconds:.0f}s "
+                      f"({len(report.diverged)} diverged, recorded as results); {report.skipped} were already "
+                      f"done; store: {report.path}")
+    if report.failed:
+        messages = Counter(report.failed.values())
+        first, count = messages.most_common(1)[0]
+        others = f" ({len(messages) - 1} other errors; see the store)" if len(messages) > 1 else ""
+        raise ZoobenchError(f"{len(report.failed)} of {trained + len(report.failed)} models failed, {count} with: "
+                            f"{first}{others}; fix the cause and re-run to resume")
+
+
+@zoo_app.command("verify")
+def zoo_verify(zoo: str = typer.Argument(..., help="Zoo name or spec file."), home: Optional[Path] = HomeOption) -> None:
+    """Check every stored model against the sizes and SHA-256 hashes in its completion marker."""
+    store = _store(home)
+    zoo_store = store.zoo(store.resolve(zoo))
+    problems = zoo_store.verify()
+    for model_id, problem in problems.items():
+        errors.print(f"error: model {model_id}: {problem}")
+    if problems:
+        errors.print(f"error: {len(problems)} damaged models in {zoo_store.path}; "
+                     f"`zoobench zoo generate {zoo}` retrains them")
+        raise typer.Exit(1)
+    console.print(f"all {len(zoo_store.models())} models of {zoo_store.spec.name} are intact")
+
+
+def main() -> None:
+    try:
+        app()
+    except ZoobenchError as error:
+        errors.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(error.exit_code)
+
+

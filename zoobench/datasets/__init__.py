@@ -1,0 +1,56 @@
+"""The datasets zoobench knows: one frozen record each, importable without torch.
+
+A record says what a spec needs to validate and a model needs to be built (task, input shape,
+number of outputs, the dataset's own options with their defaults) and where the loader lives; the
+loader itself is imported only when data is actually read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from zoobench.registry import Registry
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    task: Literal["classification", "language_modeling", "pde"]
+    input_shape: tuple[int, ...]  # one example: (C, H, W) for images, (T,) for tokens, (2,) for (x, t)
+    num_outputs: int  # classes, vocabulary size, or 1 for a PDE solution
+    loader: str  # "module:function"; function(info, options, data_root) -> the loaded data
+    obtain: str  # where the files go and how to get them, shown when they are missing
+    options: dict[str, Any] = field(default_factory=dict)  # dataset options and their defaults
+    choices: dict[str, tuple] = field(default_factory=dict)
+
+
+_VISION = "zoobench.datasets.vision:load"
+
+DATASETS: Registry[DatasetInfo] = Registry("dataset")
+for _info in [
+    DatasetInfo(
+        "digits", "classification", (1, 8, 8), 10, "zoobench.datasets.digits:load",
+        "bundled with scikit-learn, no download needed",
+        options={"test_fraction": 0.25, "split_seed": 0},
+    ),
+    DatasetInfo("cifar10", "classification", (3, 32, 32), 10, _VISION,
+                "DATA_ROOT/cifar-10-batches-py/ (the python version from https://www.cs.toronto.edu/~kriz/cifar.html)"),
+    DatasetInfo("cifar100", "classification", (3, 32, 32), 100, _VISION,
+                "DATA_ROOT/cifar-100-python/ (the python version from https://www.cs.toronto.edu/~kriz/cifar.html)"),
+    DatasetInfo("svhn", "classification", (3, 32, 32), 10, _VISION,
+                "DATA_ROOT/train_32x32.mat and DATA_ROOT/test_32x32.mat (http://ufldl.stanford.edu/housenumbers/)"),
+    DatasetInfo("stl10", "classification", (3, 32, 32), 10, _VISION,
+                "DATA_ROOT/stl10_binary/ (https://cs.stanford.edu/~acoates/stl10/), resized to 32x32 on load"),
+    DatasetInfo("tinyimagenet", "classification", (3, 64, 64), 200, _VISION,
+                "DATA_ROOT/tiny-imagenet-200/ with train/, val/ and val/val_annotations.txt "
+                "(http://cs231n.stanford.edu/tiny-imagenet-200.zip)"),
+    DatasetInfo("openwebtext", "language_modeling", (1024,), 50304, "zoobench.datasets.tokens:load",
+                "DATA_ROOT/openwebtext/train.bin and val.bin (uint16 GPT-2 tokens, made by nanoGPT's "
+                "data/openwebtext/prepare.py)",
+                options={"block_size": 1024}),
+    DatasetInfo("convection", "pde", (2,), 1, "zoobench.datasets.convection:load",
+                "generated from the PDE, no download needed",
+                options={"beta": 1.0, "collocation_points": 100, "test_grid": 256}),
+]:
+    DATASETS.add(_info.name, _info)

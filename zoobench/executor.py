@@ -1,0 +1,91 @@
+"""The local executor: runs independent units of work in worker processes, with a live progress bar.
+
+Units are handed out one per free worker, so the bar can show what is in flight and an interrupt
+loses only those units. Workers are started fresh (spawn), pinned to a share of the cores, and die
+with their parent even on ``kill -9`` (Linux PDEATHSIG), so no orphan keeps writing to a store that
+a re-run is already repairing.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import ctypes
+import multiprocessing
+import os
+import signal
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Sequence
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+
+@dataclass(frozen=True)
+class Unit:
+    label: str  # shown while the unit runs, e.g. the cell id
+    size: int  # how much of the progress total it completes (e.g. its number of models)
+    args: tuple
+
+
+def _init_worker(threads: int) -> None:
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: workers may outlive a killed parent
+        pass
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+class LocalExecutor:
+    """Runs units on this machine: inline with one worker, else in a pool of spawned processes."""
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = max(1, workers or os.cpu_count() or 1)
+
+    def run(self, fn: Callable[..., Any], units: Sequence[Unit], title: str, unit_name: str = "models",
+            show_progress: bool = True) -> Iterator[tuple[Unit, Any]]:
+        """Yield ``(unit, result)`` as units finish; a unit's exception propagates (units report their own failures)."""
+        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit_name),
+                   TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn()]
+        with Progress(*columns, disable=not show_progress, transient=False) as progress:
+            task = progress.add_task(title, total=sum(u.size for u in units))
+
+            def show(running: Sequence[Unit]) -> None:
+                progress.update(task, description=f"{title} [cyan]{', '.join(u.label for u in running)}")
+
+            if self.workers == 1 or len(units) <= 1:
+                for unit in units:
+                    show([unit])
+                    yield unit, fn(*unit.args)
+                    progress.advance(task, unit.size)
+                show([])
+                return
+            yield from self._pool(fn, units, progress, task, show)
+
+    def _pool(self, fn, units, progress, task, show) -> Iterator[tuple[Unit, Any]]:
+        workers = min(self.workers, len(units))
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        context = multiprocessing.get_context("spawn")
+        pending = list(reversed(units))
+        running: dict[cf.Future, Unit] = {}
+        with cf.ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                                    initargs=(threads,)) as pool:
+            try:
+                while pending or running:
+                    while pending and len(running) < workers:
+                        unit = pending.pop()
+                        running[pool.submit(fn, *unit.args)] = unit
+                    show(list(running.values()))
+                    done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+                    for future in done:
+                        unit = running.pop(future)
+                        yield unit, future.result()
+                        progress.advance(task, unit.size)
+                show([])
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                for process in list(getattr(pool, "_processes", {}).values()):
+                    process.kill()
+                raise
+
