@@ -79,3 +79,22 @@ def test_a_failing_model_is_reported_and_the_others_still_train(tmp_path, monkey
     report = generate(spec, Store(tmp_path / "home"), workers=1, show_progress=False)
     assert report.failed == {"w4-bs64-s0": "disk full"}
     assert report.trained == ["w4-bs64-s1", "w8-bs64-s0", "w8-bs64-s1"]  # the rest of its cell too
+
+
+def test_ctrl_c_stops_workers_and_says_how_to_resume(tmp_path):
+    path = write_spec(tmp_path, widths=(4, 8, 16), batch_sizes=(16, 32), seeds=(0, 1), epochs=6)
+    home = tmp_path / "home"
+    zoo = Store(home).zoo(read_spec_file(path))
+    process = subprocess.Popen([sys.executable, "-m", "zoobench", "zoo", "generate", str(path), "--workers", "2"],
+                               env=dict(os.environ, ZOOBENCH_HOME=str(home)), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not zoo.models() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert stderr.strip() == "interrupted: finished models are kept; run the same command again to resume"
+    kept = {r.id for r in zoo.models()}
+    time.sleep(1.0)
+    assert {r.id for r in zoo.models()} == kept and 1 <= len(kept) < 12

@@ -8,10 +8,10 @@ a re-run is already repairing.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import ctypes
 import multiprocessing
 import os
+import queue
 import signal
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
@@ -66,26 +66,27 @@ class LocalExecutor:
     def _pool(self, fn, units, progress, task, show) -> Iterator[tuple[Unit, Any]]:
         workers = min(self.workers, len(units))
         threads = max(1, (os.cpu_count() or 1) // workers)
-        context = multiprocessing.get_context("spawn")
+        finished: queue.Queue = queue.Queue()
         pending = list(reversed(units))
-        running: dict[cf.Future, Unit] = {}
-        with cf.ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                                    initargs=(threads,)) as pool:
-            try:
-                while pending or running:
-                    while pending and len(running) < workers:
-                        unit = pending.pop()
-                        running[pool.submit(fn, *unit.args)] = unit
-                    show(list(running.values()))
-                    done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
-                    for future in done:
-                        unit = running.pop(future)
-                        yield unit, future.result()
-                        progress.advance(task, unit.size)
-                show([])
-            except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)
-                for process in list(getattr(pool, "_processes", {}).values()):
-                    process.kill()
-                raise
-
+        running: dict[int, Unit] = {}
+        pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(threads,))
+        try:
+            while pending or running:
+                while pending and len(running) < workers:
+                    unit = pending.pop()
+                    running[id(unit)] = unit
+                    pool.apply_async(fn, unit.args,
+                                     callback=lambda result, key=id(unit): finished.put((key, result, None)),
+                                     error_callback=lambda error, key=id(unit): finished.put((key, None, error)))
+                show(list(running.values()))
+                key, result, error = finished.get()
+                unit = running.pop(key)
+                if error is not None:
+                    raise error
+                yield unit, result
+                progress.advance(task, unit.size)
+            show([])
+            pool.close()
+        finally:  # on Ctrl-C or an error, stop the units in flight now rather than after they finish
+            pool.terminate()
+            pool.join()

@@ -8,7 +8,6 @@ cleared first. Planning touches only JSON files, so a run with nothing to do nev
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -62,11 +61,9 @@ def _train(spec, zoo_path, todo: list[ModelKey], report, workers, data_root, dev
     from zoobench.training import check_available, train_unit
 
     check_available(spec)
-    by_cell: dict[str, list[ModelKey]] = defaultdict(list)
-    for key in todo:
-        by_cell[key.cell.id].append(key)
-    units = [Unit(cell_id, len(keys), (spec, str(zoo_path), keys, str(data_root) if data_root else None, device))
-             for cell_id, keys in by_cell.items()]
+    root = str(data_root) if data_root else None
+    # one model per unit: the bar moves per model and an interrupt loses at most one model per worker
+    units = [Unit(key.id, 1, (spec, str(zoo_path), [key], root, device)) for key in todo]
     executor = LocalExecutor(workers)
     for _, outcome in executor.run(train_unit, units, f"training {spec.name}", show_progress=show_progress):
         for result in outcome:
