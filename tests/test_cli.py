@@ -59,3 +59,13 @@ def test_truncated_checkpoint_fails_verify_with_one_line_per_model(tiny_spec_pat
 def test_zoos_whose_parts_are_not_built_yet_fail_in_one_line(home, zoo, width, batch):
     result = zoobench_cli("zoo", "generate", zoo, "--widths", width, "--batch-sizes", batch, "--seeds", "0", home=home)
     _one_line_error(result, 1, "could not be loaded from zoobench.")
+
+
+def test_listing_and_spec_loading_never_import_torch(home):
+    import subprocess
+    import sys
+
+    code = ("import sys, zoobench; from zoobench.cli import app; s = zoobench.load_spec('digits_mlp'); "
+            "zoobench.Store().zoo(s).models(); zoobench.list_specs(); print('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"ZOOBENCH_HOME": str(home), "PATH": ""})
+    assert result.stdout.strip() == "False", result.stderr

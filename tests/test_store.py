@@ -27,6 +27,9 @@ def test_listing_models_cells_and_results(trained):
     frame = zoo.results()
     assert len(frame) == 2 * spec.training.epochs
     assert set(frame["cell_id"]) == {"w4-bs64", "w4-bs128"}
+    cells = zoo.cells().set_index("cell_id")
+    assert cells.loc["w4-bs64", "finished"] == 1 and cells.loc["w4-bs64", "diverged"] == 0
+    assert len(cells) == 2 and set(cells["seeds"]) == {1}
     assert [z.spec.fingerprint for z in store.zoos()] == [spec.fingerprint]
     assert store.resolve("tiny").fingerprint == spec.fingerprint  # a zoo known only to the store
 

@@ -72,7 +72,7 @@ def _done(zoo) -> str:
 @zoo_app.command("show")
 def zoo_show(zoo: str = typer.Argument(..., help="Zoo name or spec file."), home: Optional[Path] = HomeOption) -> None:
     """The spec's recipe, its grid, and which models of each cell are finished."""
-    from zoobench.grid import cell, hot_first
+    from zoobench.grid import hot_first
 
     store = _store(home)
     spec = store.resolve(zoo)
@@ -86,19 +86,17 @@ def zoo_show(zoo: str = typer.Argument(..., help="Zoo name or spec file."), home
                   f"{t.schedule}, {t.epochs} epochs, init {t.init}; checkpoints at {list(spec.stored_epochs)}; "
                   f"metrics at epoch {spec.metric_epoch}")
     console.print(f"grid: load = {g.load.field}, temperature = {g.temperature.field}, seeds {list(g.seeds)}")
-    records = zoo_store.models()
-    done = Counter(r.cell_id for r in records)
-    diverged = Counter(r.cell_id for r in records if r.status == "diverged")
+    status = zoo_store.cells().set_index(["temperature", "load"])
     table = Table(f"{g.temperature.short} \\ {g.load.short}", *map(str, g.load.values),
                   title="finished models per cell (hot at the top)")
     for temperature in hot_first(g.temperature):
         row = []
         for load in g.load.values:
-            cell_id = cell(spec, load, temperature).id
-            text = f"{done[cell_id]}/{len(g.seeds)}"
-            style = "green" if done[cell_id] == len(g.seeds) else "yellow" if done[cell_id] else "dim"
-            if diverged[cell_id]:
-                text, style = f"{text} ({diverged[cell_id]} div)", "red"
+            done, diverged = status.loc[(temperature, load), ["finished", "diverged"]]
+            text = f"{done}/{len(g.seeds)}"
+            style = "green" if done == len(g.seeds) else "yellow" if done else "dim"
+            if diverged:
+                text, style = f"{text} ({diverged} div)", "red"
             row.append(f"[{style}]{text}")
         table.add_row(f"{temperature:g}", *row)
     console.print(table)

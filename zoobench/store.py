@@ -124,11 +124,29 @@ class ZooStore:
         """Every finished (including diverged) model whose files are intact."""
         if not self.models_dir.is_dir():
             return []
-        return [self.record(folder.name) for folder in sorted(self.models_dir.iterdir())
+        return [self._read_record(folder.name) for folder in sorted(self.models_dir.iterdir())
                 if self.problem(folder.name) is None]
+
+    def cells(self):
+        """Every cell of the spec's grid with how many of its models are finished and diverged (pandas)."""
+        import pandas as pd
+
+        from zoobench.grid import cells
+
+        records = self.models()
+        rows = []
+        for c in cells(self.spec):
+            in_cell = [r for r in records if r.cell_id == c.id]
+            rows.append({"cell_id": c.id, "load": c.load, "temperature": c.temperature,
+                         "seeds": len(self.spec.grid.seeds), "finished": len(in_cell),
+                         "diverged": sum(r.status == "diverged" for r in in_cell)})
+        return pd.DataFrame(rows)
 
     def record(self, model_id: str) -> ModelRecord:
         self._require_usable(model_id)
+        return self._read_record(model_id)
+
+    def _read_record(self, model_id: str) -> ModelRecord:
         folder = self.models_dir / model_id
         params = json.loads((folder / "params.json").read_text())
         marker = json.loads((folder / MARKER).read_text())
