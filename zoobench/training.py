@@ -6,8 +6,10 @@ from torch's global generator seeded with the model's seed, the data order from 
 own. A loss that turns NaN or infinite ends that model early and is recorded as diverged: a result,
 not a crash.
 
-A data object provides ``steps_per_epoch(batch_size)``, ``batches(batch_size, generator, augment)``,
-``loss(model, batch) -> (mean loss, correct)`` and ``evaluate(model) -> {"loss", "acc"}``.
+A data object provides ``to(device)``, ``steps_per_epoch(batch_size)``, ``batches(batch_size,
+generator, augment)`` (an iterator over one epoch), ``loss(model, batch) -> (mean loss, accuracy)``
+(0-d tensors; a batch is a tuple whose last element has one entry per example) and
+``evaluate(model, split="test") -> {"loss": float, "acc": float}`` (clean, no augmentation).
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ def build_model(recipe: dict[str, Any]) -> nn.Module:
     """The untrained model of a recipe (``ZooSpec.recipe()`` or a stored params.json's "recipe")."""
     info = ARCHITECTURES.get(recipe["model"]["architecture"])
     builder = load_target(info.builder, f"architecture '{info.name}'")
-    return builder(recipe["model"]["options"], DATASETS.get(recipe["data"]["dataset"]))
+    data = recipe["data"]
+    return builder(recipe["model"]["options"], DATASETS.get(data["dataset"]), data["options"])
 
 
 def check_available(spec: ZooSpec) -> None:
@@ -153,18 +156,18 @@ def _train_epoch(model, data, stream, steps, optimizer, schedule, training: Trai
     The reported lr is the one the epoch's last step used (the scheduler has already moved past it).
     """
     model.train()
-    losses, corrects, sizes = [], [], []
+    losses, accuracies, sizes = [], [], []
     for _ in range(steps):
         batch = next(stream)
         last: list[torch.Tensor] = []
 
         def closure() -> torch.Tensor:
             optimizer.zero_grad(set_to_none=True)
-            loss, correct = data.loss(model, batch)
+            loss, accuracy = data.loss(model, batch)
             loss.backward()
             if training.grad_clip is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), training.grad_clip)
-            last[:] = [loss.detach(), correct]
+            last[:] = [loss.detach(), accuracy.detach()]
             return loss
 
         optimizer.step(closure)
@@ -172,12 +175,12 @@ def _train_epoch(model, data, stream, steps, optimizer, schedule, training: Trai
         if schedule is not None:
             schedule.step()
         losses.append(last[0])
-        corrects.append(last[1])
+        accuracies.append(last[1])
         sizes.append(len(batch[-1]))
     weights = torch.tensor(sizes, dtype=torch.float32, device=losses[0].device)
     seen = sum(sizes)
     return {"loss": (torch.stack(losses).float() * weights).sum().item() / seen,
-            "acc": torch.stack(corrects).sum().item() / seen, "lr": lr}
+            "acc": (torch.stack(accuracies).float() * weights).sum().item() / seen, "lr": lr}
 
 
 def _endless(make_epoch) -> Iterator:

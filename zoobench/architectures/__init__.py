@@ -15,7 +15,7 @@ from zoobench.registry import Registry
 @dataclass(frozen=True)
 class ArchitectureInfo:
     name: str
-    builder: str  # "module:function"; function(options, dataset_info) -> nn.Module
+    builder: str  # "module:function"; function(options, dataset_info, dataset_options) -> nn.Module
     options: dict[str, Any] = field(default_factory=dict)
     choices: dict[str, tuple] = field(default_factory=dict)
 

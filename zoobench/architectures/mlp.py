@@ -10,7 +10,7 @@ from torch import nn
 from zoobench.datasets import DatasetInfo
 
 
-def build(options: dict[str, Any], data: DatasetInfo) -> nn.Module:
+def build(options: dict[str, Any], data: DatasetInfo, data_options: dict[str, Any]) -> nn.Module:
     """``depth`` hidden layers of ``width`` units; inputs are flattened, so images work as they are."""
     activation = {"relu": nn.ReLU, "tanh": nn.Tanh}[options["activation"]]
     width = options["width"]

@@ -58,7 +58,7 @@ class InMemoryClassification:
         return {"loss": loss.item() / len(y), "acc": correct.item() / len(y)}
 
     def loss(self, model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean cross-entropy of a training batch and its number of correct predictions."""
+        """Mean cross-entropy of a training batch and its accuracy."""
         images, labels = batch
         logits = model(images)
-        return F.cross_entropy(logits.float(), labels), (logits.argmax(1) == labels).sum()
+        return F.cross_entropy(logits.float(), labels), (logits.argmax(1) == labels).float().mean()
