@@ -25,7 +25,7 @@ def test_listing_models_cells_and_results(trained):
     assert [r.id for r in records] == ["w4-bs128-s0", "w4-bs64-s0"]
     assert {(r.load, r.temperature, r.seed, r.status) for r in records} == {(4, 64, 0, "ok"), (4, 128, 0, "ok")}
     frame = zoo.results()
-    assert len(frame) == 2 * spec.training.epochs
+    assert len(frame) == 2 * (spec.training.epochs + 1)
     assert set(frame["cell_id"]) == {"w4-bs64", "w4-bs128"}
     cells = zoo.cells().set_index("cell_id")
     assert cells.loc["w4-bs64", "finished"] == 1 and cells.loc["w4-bs64", "diverged"] == 0

@@ -45,7 +45,7 @@ def test_results_checkpoints_and_schedule_follow_the_recipe(tmp_path):
     record = zoo.record(key.id)
     assert record.epochs == (0, 1, 3)  # checkpoint_epochs [0, 1] plus the last epoch
     frame = zoo.results()
-    assert frame["epoch"].tolist() == [1, 2, 3]
+    assert frame["epoch"].tolist() == [0, 1, 2, 3]  # epoch 0 evaluates the initialisation
     assert {"train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds", "diverged"} <= set(frame.columns)
     # OneCycle is stepped once per batch: after the last step it sits at max_lr / (25 * 1e4)
     assert frame["lr"].iloc[-1] == pytest.approx(spec.training.lr / 25 / 1e4, rel=1e-3)
@@ -72,7 +72,7 @@ def test_divergence_is_recorded_not_raised(tmp_path):
     rows = [json.loads(line) for line in (record.path / "result.json").read_text().splitlines()]
     marker = json.loads((record.path / "done.json").read_text())
     assert rows[-1]["diverged"] is True and rows[-1]["train_loss"] is None
-    assert [r["epoch"] for r in rows] == list(range(1, marker["diverged_epoch"] + 1))  # stopped right there
+    assert [r["epoch"] for r in rows] == list(range(0, marker["diverged_epoch"] + 1))  # stopped right there
     assert 3 not in record.epochs  # no checkpoint of NaN weights
     with pytest.raises(Exception, match="diverged"):
         zoo.load_state(key.id, 3)

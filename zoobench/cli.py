@@ -156,6 +156,44 @@ def zoo_verify(zoo: str = typer.Argument(..., help="Zoo name or spec file."), ho
     console.print(f"all {len(zoo_store.models())} models of {zoo_store.spec.name} are intact")
 
 
+@zoo_app.command("import")
+def zoo_import(
+    path: Path = typer.Argument(..., help="Folder of trial folders in the published Phase Transition Model Zoo layout."),
+    name: str = typer.Option(..., "--name", help="Name of the zoo in the store."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset, when the params do not tell it."),
+    home: Optional[Path] = HomeOption,
+) -> None:
+    """Import a published zoo; checkpoints are read with weights_only=True, bad trials are skipped."""
+    from zoobench.ptmz import import_zoo
+
+    spec, report = import_zoo(path, name, _store(home), dataset)
+    for trial, reason in report.skipped.items():
+        errors.print(f"skipped {trial}: {reason}", markup=False, highlight=False, soft_wrap=True)
+    console.print(f"imported {len(report.imported)} models as {spec.name} ({spec.fingerprint}); "
+                  f"{len(report.already)} were already there; {len(report.skipped)} skipped; store: {report.path}")
+    if report.skipped:
+        raise typer.Exit(1)
+
+
+@zoo_app.command("export")
+def zoo_export(
+    zoo: str = typer.Argument(..., help="Zoo name or spec file."),
+    path: Path = typer.Argument(..., help="Folder to write."),
+    format: str = typer.Option("ptmz", "--format", help="Only 'ptmz': the published Phase Transition Model Zoo layout."),
+    home: Optional[Path] = HomeOption,
+) -> None:
+    """Write a zoo's finished models in the published layout (imports back losslessly)."""
+    from zoobench.errors import UsageError
+    from zoobench.ptmz import export_zoo
+
+    if format != "ptmz":
+        raise UsageError(f"unknown export format '{format}'; valid: ptmz")
+    store = _store(home)
+    zoo_store = store.zoo(store.resolve(zoo))
+    written = export_zoo(zoo_store, path)
+    console.print(f"exported {written} models of {zoo_store.spec.name} to {path}")
+
+
 def main() -> None:
     try:
         app()

@@ -271,7 +271,8 @@ class ModelWriter:
 
         folder = self.folder / checkpoint_name(epoch)
         folder.mkdir()
-        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, folder / WEIGHTS)
+        # copies, because safetensors refuses tensors that share memory (tied weights, e.g. GPT-2's head)
+        save_file({k: v.detach().to("cpu", copy=True).contiguous() for k, v in state.items()}, folder / WEIGHTS)
         self.epochs.append(epoch)
 
     def publish(self, status: Literal["ok", "diverged"], **info: Any) -> Path:

@@ -7,9 +7,10 @@ own. A loss that turns NaN or infinite ends that model early and is recorded as 
 not a crash.
 
 A data object provides ``to(device)``, ``steps_per_epoch(batch_size)``, ``batches(batch_size,
-generator, augment)`` (an iterator over one epoch), ``loss(model, batch) -> (mean loss, accuracy)``
-(0-d tensors; a batch is a tuple whose last element has one entry per example) and
-``evaluate(model, split="test") -> {"loss": float, "acc": float}`` (clean, no augmentation).
+generator, augment)`` (an iterator over one epoch), ``loss(model, batch) -> (mean loss, metrics)``
+(a 0-d tensor and a dict of 0-d tensors such as {"acc": ...}; a batch is a tuple whose last element
+has one entry per example) and ``evaluate(model, split="test") -> {"loss": float, ...}`` (clean, no
+augmentation). Each epoch's row in result.json holds ``train_<name>`` and ``test_<name>`` for them.
 """
 
 from __future__ import annotations
@@ -122,23 +123,22 @@ def train_model(spec: ZooSpec, key: ModelKey, zoo: ZooStore, data_root: str | Pa
     stream = _endless(lambda: data.batches(training.batch_size, order, augmentation))
     stored = set(spec.stored_epochs)
 
-    writer = zoo.new_model(key.id, _params(spec, key, recipe))
+    writer = zoo.new_model(key.id, model_params(spec, key, recipe))
     try:
+        model.eval()  # epoch 0: clean evaluation of the initialisation, as in the published zoo
+        eval_start = time.perf_counter()
+        writer.log_epoch(_row(0, data.evaluate(model, "train"), data.evaluate(model), optimizer.param_groups[0]["lr"],
+                              time.perf_counter() - eval_start))
         if 0 in stored:
             writer.checkpoint(0, model.state_dict())
         for epoch in range(1, training.epochs + 1):
             epoch_start = time.perf_counter()
             train = _train_epoch(model, data, stream, steps, optimizer, schedule, training)
             model.eval()
-            test = data.evaluate(model)
-            diverged = not (math.isfinite(train["loss"]) and math.isfinite(test["loss"]))
-            writer.log_epoch({
-                "epoch": epoch, "train_loss": _finite(train["loss"]), "train_acc": train["acc"],
-                "test_loss": _finite(test["loss"]), "test_acc": test["acc"],
-                "lr": train["lr"], "seconds": time.perf_counter() - epoch_start,
-                "diverged": diverged,
-            })
-            if diverged:
+            lr = train.pop("lr")
+            row = _row(epoch, train, data.evaluate(model), lr, time.perf_counter() - epoch_start)
+            writer.log_epoch(row)
+            if row["diverged"]:
                 writer.publish("diverged", diverged_epoch=epoch, seconds=time.perf_counter() - started)
                 return Outcome(key.id, "diverged", time.perf_counter() - started)
             if epoch in stored:
@@ -156,18 +156,18 @@ def _train_epoch(model, data, stream, steps, optimizer, schedule, training: Trai
     The reported lr is the one the epoch's last step used (the scheduler has already moved past it).
     """
     model.train()
-    losses, accuracies, sizes = [], [], []
+    losses, metrics, sizes = [], [], []
     for _ in range(steps):
         batch = next(stream)
-        last: list[torch.Tensor] = []
+        last: list = []
 
         def closure() -> torch.Tensor:
             optimizer.zero_grad(set_to_none=True)
-            loss, accuracy = data.loss(model, batch)
+            loss, step_metrics = data.loss(model, batch)
             loss.backward()
             if training.grad_clip is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), training.grad_clip)
-            last[:] = [loss.detach(), accuracy.detach()]
+            last[:] = [loss.detach(), {k: v.detach() for k, v in step_metrics.items()}]
             return loss
 
         optimizer.step(closure)
@@ -175,12 +175,23 @@ def _train_epoch(model, data, stream, steps, optimizer, schedule, training: Trai
         if schedule is not None:
             schedule.step()
         losses.append(last[0])
-        accuracies.append(last[1])
+        metrics.append(last[1])
         sizes.append(len(batch[-1]))
-    weights = torch.tensor(sizes, dtype=torch.float32, device=losses[0].device)
-    seen = sum(sizes)
-    return {"loss": (torch.stack(losses).float() * weights).sum().item() / seen,
-            "acc": (torch.stack(accuracies).float() * weights).sum().item() / seen, "lr": lr}
+    weights = torch.tensor(sizes, dtype=torch.float32, device=losses[0].device) / sum(sizes)
+
+    def mean(values: list[torch.Tensor]) -> float:
+        return (torch.stack(values).float() * weights).sum().item()
+
+    return {"loss": mean(losses), **{k: mean([m[k] for m in metrics]) for k in metrics[0]}, "lr": lr}
+
+
+def _row(epoch: int, train: dict[str, float], test: dict[str, float], lr: float, seconds: float) -> dict[str, Any]:
+    """One line of result.json; non-finite numbers become null and mark the model as diverged."""
+    return {
+        "epoch": epoch, **{f"train_{k}": _finite(v) for k, v in train.items()},
+        **{f"test_{k}": _finite(v) for k, v in test.items()},
+        "lr": lr, "seconds": seconds, "diverged": not (math.isfinite(train["loss"]) and math.isfinite(test["loss"])),
+    }
 
 
 def _endless(make_epoch) -> Iterator:
@@ -193,7 +204,7 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _params(spec: ZooSpec, key: ModelKey, recipe: dict[str, Any]) -> dict[str, Any]:
+def model_params(spec: ZooSpec, key: ModelKey, recipe: dict[str, Any]) -> dict[str, Any]:
     """params.json: everything needed to rebuild this model and retrain it exactly."""
     return {
         "zoo": spec.name, "fingerprint": spec.fingerprint, "model_id": key.id, "cell_id": key.cell.id,

@@ -51,6 +51,6 @@ for _info in [
                 options={"block_size": 1024}),
     DatasetInfo("convection", "pde", (2,), 1, "zoobench.datasets.convection:load",
                 "generated from the PDE, no download needed",
-                options={"beta": 1.0, "collocation_points": 100, "test_grid": 256}),
+                options={"beta": 1.0, "collocation_points": 100, "test_x": 256, "test_t": 100}),
 ]:
     DATASETS.add(_info.name, _info)

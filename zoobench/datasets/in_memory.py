@@ -57,8 +57,9 @@ class InMemoryClassification:
             correct += (logits.argmax(1) == target).sum()
         return {"loss": loss.item() / len(y), "acc": correct.item() / len(y)}
 
-    def loss(self, model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean cross-entropy of a training batch and its accuracy."""
+    def loss(self, model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]
+             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Mean cross-entropy of a training batch, and its accuracy."""
         images, labels = batch
         logits = model(images)
-        return F.cross_entropy(logits.float(), labels), (logits.argmax(1) == labels).float().mean()
+        return F.cross_entropy(logits.float(), labels), {"acc": (logits.argmax(1) == labels).float().mean()}
