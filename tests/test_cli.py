@@ -56,9 +56,19 @@ def test_truncated_checkpoint_fails_verify_with_one_line_per_model(tiny_spec_pat
 
 
 @pytest.mark.parametrize("zoo, width, batch", [("cifar10_r18", "2", "1024"), ("owt_gpt2", "192", "32")])
-def test_zoos_whose_parts_are_not_built_yet_fail_in_one_line(home, zoo, width, batch):
-    result = zoobench_cli("zoo", "generate", zoo, "--widths", width, "--batch-sizes", batch, "--seeds", "0", home=home)
-    _one_line_error(result, 1, "could not be loaded from zoobench.")
+def test_missing_datasets_fail_before_training_in_one_line(tmp_path, home, zoo, width, batch):
+    result = zoobench_cli("zoo", "generate", zoo, "--widths", width, "--batch-sizes", batch, "--seeds", "0",
+                          "--data-root", str(tmp_path / "data"), home=home)
+    _one_line_error(result, 1, "not found", str(tmp_path / "data"), "--data-root or ZOOBENCH_DATA")
+    assert not list(home.rglob("done.json"))
+
+
+def test_data_download_explains_what_it_cannot_fetch(tmp_path):
+    result = zoobench_cli("data", "download", "tinyimagenet", "--data-root", str(tmp_path))
+    _one_line_error(result, 1, "cannot download tinyimagenet", "tiny-imagenet-200.zip")
+    assert "needs no download" in zoobench_cli("data", "download", "digits", "--data-root", str(tmp_path)).stdout
+    _one_line_error(zoobench_cli("data", "download", "cifar11", "--data-root", str(tmp_path)), 2,
+                    "did you mean 'cifar10'")
 
 
 def test_listing_and_spec_loading_never_import_torch(home):

@@ -22,6 +22,8 @@ app = typer.Typer(help="Benchmark harness for downstream methods on phase zoos."
                   pretty_exceptions_show_locals=False, add_completion=False)
 zoo_app = typer.Typer(help="List, inspect, generate and verify zoos.", no_args_is_help=True)
 app.add_typer(zoo_app, name="zoo")
+data_app = typer.Typer(help="Datasets: where they are expected and how to get them.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
 
 console = Console()
 errors = Console(stderr=True)
@@ -192,6 +194,23 @@ def zoo_export(
     zoo_store = store.zoo(store.resolve(zoo))
     written = export_zoo(zoo_store, path)
     console.print(f"exported {written} models of {zoo_store.spec.name} to {path}")
+
+
+@data_app.command("download")
+def data_download(
+    dataset: str = typer.Argument(..., help="Dataset name, e.g. cifar10."),
+    data_root: Path = typer.Option(..., "--data-root", envvar="ZOOBENCH_DATA", help="Folder to download into."),
+) -> None:
+    """Fetch a dataset with torchvision's downloader (needs network access)."""
+    from zoobench.datasets import DATASETS
+    from zoobench.registry import load_target
+
+    info = DATASETS.get(dataset)
+    if not info.download:
+        console.print(f"{dataset} needs no download: {info.obtain}")
+        return
+    load_target(info.download, f"dataset '{dataset}'")(info, data_root)
+    console.print(f"{dataset} is in {data_root}")
 
 
 def main() -> None:

@@ -60,7 +60,7 @@ def _train(spec, zoo_path, todo: list[ModelKey], report, workers, data_root, dev
     from zoobench.executor import LocalExecutor, Unit
     from zoobench.training import check_available, train_unit
 
-    check_available(spec)
+    check_available(spec, data_root)
     root = str(data_root) if data_root else None
     # one model per unit: the bar moves per model and an interrupt loses at most one model per worker
     units = [Unit(key.id, 1, (spec, str(zoo_path), [key], root, device)) for key in todo]

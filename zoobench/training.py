@@ -45,10 +45,13 @@ def build_model(recipe: dict[str, Any]) -> nn.Module:
     return builder(recipe["model"]["options"], DATASETS.get(data["dataset"]), data["options"])
 
 
-def check_available(spec: ZooSpec) -> None:
-    """Fail before any work starts when the zoo's architecture or dataset cannot be loaded."""
+def check_available(spec: ZooSpec, data_root: str | Path | None) -> None:
+    """Fail before any work starts when the zoo's architecture, dataset code or data files are missing."""
     load_target(ARCHITECTURES.get(spec.model.architecture).builder, f"architecture '{spec.model.architecture}'")
-    load_target(DATASETS.get(spec.data.dataset).loader, f"dataset '{spec.data.dataset}'")
+    info = DATASETS.get(spec.data.dataset)
+    load_target(info.loader, f"dataset '{info.name}'")
+    if info.check:
+        load_target(info.check, f"dataset '{info.name}'")(info, spec.data.options, Path(data_root) if data_root else None)
 
 
 @functools.lru_cache(maxsize=4)

@@ -23,9 +23,12 @@ class DatasetInfo:
     obtain: str  # where the files go and how to get them, shown when they are missing
     options: dict[str, Any] = field(default_factory=dict)  # dataset options and their defaults
     choices: dict[str, tuple] = field(default_factory=dict)
+    check: str = ""  # "module:function"(info, options, data_root): cheap test that the files are there
+    download: str = ""  # "module:function"(info, data_root): fetch the files (needs network)
 
 
-_VISION = "zoobench.datasets.vision:load"
+_VISION = {"loader": "zoobench.datasets.vision:load", "check": "zoobench.datasets.vision:check",
+           "download": "zoobench.datasets.vision:download"}
 
 DATASETS: Registry[DatasetInfo] = Registry("dataset")
 for _info in [
@@ -34,21 +37,22 @@ for _info in [
         "bundled with scikit-learn, no download needed",
         options={"test_fraction": 0.25, "split_seed": 0},
     ),
-    DatasetInfo("cifar10", "classification", (3, 32, 32), 10, _VISION,
-                "DATA_ROOT/cifar-10-batches-py/ (the python version from https://www.cs.toronto.edu/~kriz/cifar.html)"),
-    DatasetInfo("cifar100", "classification", (3, 32, 32), 100, _VISION,
-                "DATA_ROOT/cifar-100-python/ (the python version from https://www.cs.toronto.edu/~kriz/cifar.html)"),
-    DatasetInfo("svhn", "classification", (3, 32, 32), 10, _VISION,
-                "DATA_ROOT/train_32x32.mat and DATA_ROOT/test_32x32.mat (http://ufldl.stanford.edu/housenumbers/)"),
-    DatasetInfo("stl10", "classification", (3, 32, 32), 10, _VISION,
-                "DATA_ROOT/stl10_binary/ (https://cs.stanford.edu/~acoates/stl10/), resized to 32x32 on load"),
-    DatasetInfo("tinyimagenet", "classification", (3, 64, 64), 200, _VISION,
-                "DATA_ROOT/tiny-imagenet-200/ with train/, val/ and val/val_annotations.txt "
-                "(http://cs231n.stanford.edu/tiny-imagenet-200.zip)"),
+    DatasetInfo("cifar10", "classification", (3, 32, 32), 10, obtain="DATA_ROOT/cifar-10-batches-py/ (the python "
+                "version from https://www.cs.toronto.edu/~kriz/cifar.html)", **_VISION),
+    DatasetInfo("cifar100", "classification", (3, 32, 32), 100, obtain="DATA_ROOT/cifar-100-python/ (the python "
+                "version from https://www.cs.toronto.edu/~kriz/cifar.html)", **_VISION),
+    DatasetInfo("svhn", "classification", (3, 32, 32), 10, obtain="DATA_ROOT/train_32x32.mat and "
+                "DATA_ROOT/test_32x32.mat (http://ufldl.stanford.edu/housenumbers/)", **_VISION),
+    DatasetInfo("stl10", "classification", (3, 32, 32), 10, obtain="DATA_ROOT/stl10_binary/ "
+                "(https://cs.stanford.edu/~acoates/stl10/), resized to 32x32 on load", **_VISION),
+    DatasetInfo("tinyimagenet", "classification", (3, 64, 64), 200, obtain="DATA_ROOT/tiny-imagenet-200/ with "
+                "train/, val/ and val/val_annotations.txt (http://cs231n.stanford.edu/tiny-imagenet-200.zip)",
+                **_VISION),
     DatasetInfo("openwebtext", "language_modeling", (1024,), 50304, "zoobench.datasets.tokens:load",
                 "DATA_ROOT/openwebtext/train.bin and val.bin (uint16 GPT-2 tokens, made by nanoGPT's "
                 "data/openwebtext/prepare.py)",
-                options={"block_size": 1024}),
+                options={"block_size": 1024}, check="zoobench.datasets.tokens:check",
+                download="zoobench.datasets.tokens:download"),
     DatasetInfo("convection", "pde", (2,), 1, "zoobench.datasets.convection:load",
                 "generated from the PDE, no download needed",
                 options={"beta": 1.0, "collocation_points": 100, "test_x": 256, "test_t": 100}),
