@@ -74,8 +74,6 @@ def _done(zoo) -> str:
 @zoo_app.command("show")
 def zoo_show(zoo: str = typer.Argument(..., help="Zoo name or spec file."), home: Optional[Path] = HomeOption) -> None:
     """The spec's recipe, its grid, and which models of each cell are finished."""
-    from zoobench.grid import hot_first
-
     store = _store(home)
     spec = store.resolve(zoo)
     zoo_store = store.zoo(spec)
@@ -88,20 +86,58 @@ def zoo_show(zoo: str = typer.Argument(..., help="Zoo name or spec file."), home
                   f"{t.schedule}, {t.epochs} epochs, init {t.init}; checkpoints at {list(spec.stored_epochs)}; "
                   f"metrics at epoch {spec.metric_epoch}")
     console.print(f"grid: load = {g.load.field}, temperature = {g.temperature.field}, seeds {list(g.seeds)}")
-    status = zoo_store.cells().set_index(["temperature", "load"])
-    table = Table(f"{g.temperature.short} \\ {g.load.short}", *map(str, g.load.values),
-                  title="finished models per cell (hot at the top)")
+    status = zoo_store.cells().set_index("cell_id")
+    texts = {}
+    for cell_id, row in status.iterrows():
+        done, diverged, seeds = row["finished"], row["diverged"], row["seeds"]
+        style = "red" if diverged else "green" if done == seeds else "yellow" if done else "dim"
+        texts[cell_id] = (f"{done}/{seeds}" + (f" ({diverged} div)" if diverged else ""), style)
+    console.print(_grid(spec, "finished models per cell (hot at the top)", texts))
+    _print_phases(zoo_store)
+
+
+PHASE_STYLE = {"I": "red", "II": "magenta", "III": "yellow", "IV-A": "cyan", "IV-B": "green", "diverged": "bold red",
+               "?": "dim"}
+
+
+def _grid(spec, title: str, texts: dict[str, tuple[str, str]]) -> Table:
+    """A load x temperature grid of cell texts, hottest temperature first, as in the paper's figures."""
+    from zoobench.grid import cell, hot_first
+
+    g = spec.grid
+    table = Table(f"{g.temperature.short} \\ {g.load.short}", *map(str, g.load.values), title=title)
     for temperature in hot_first(g.temperature):
         row = []
         for load in g.load.values:
-            done, diverged = status.loc[(temperature, load), ["finished", "diverged"]]
-            text = f"{done}/{len(g.seeds)}"
-            style = "green" if done == len(g.seeds) else "yellow" if done else "dim"
-            if diverged:
-                text, style = f"{text} ({diverged} div)", "red"
+            text, style = texts.get(cell(spec, load, temperature).id, ("-", "dim"))
             row.append(f"[{style}]{text}")
         table.add_row(f"{temperature:g}", *row)
-    console.print(table)
+    return table
+
+
+def _print_phases(zoo_store) -> None:
+    """The phase map and per-metric summaries, when the zoo has annotations."""
+    from zoobench.phases import loss_threshold, phase_table
+
+    table = phase_table(zoo_store)
+    if table.empty:
+        console.print("no annotations yet: `zoobench zoo annotate` computes them")
+        return
+    spec = zoo_store.spec
+    texts = {row["cell_id"]: (row["phase"], PHASE_STYLE[row["phase"]]) for row in table.to_dict("records")}
+    console.print(_grid(spec, "phases", texts))
+    threshold, how = loss_threshold(spec, table["train_loss"].tolist() if "train_loss" in table else [])
+    console.print(f"thresholds: train loss {threshold if threshold is None else f'{threshold:.3g}'} ({how}); "
+                  f"|mc| <= {spec.phases.mc:g} is near zero; CKA >= {spec.phases.cka:g} is large")
+    summary = Table("metric", "cells", "mean", "min", "max", title="per-metric summary over cells")
+    for column in ["train_loss", "test_acc", "gap", "hessian_top_eigenvalue", "hessian_trace", "hessian_log_trace",
+                   "cka", "mc", "linear_mc", "test_rel_l2"]:
+        if column in table:
+            values = table[column].dropna()
+            if len(values):
+                summary.add_row(column, str(len(values)), f"{values.mean():.4g}", f"{values.min():.4g}",
+                                f"{values.max():.4g}")
+    console.print(summary)
 
 
 @zoo_app.command("generate")
@@ -141,6 +177,31 @@ def zoo_generate(
         others = f" ({len(messages) - 1} other errors; see the store)" if len(messages) > 1 else ""
         raise ZoobenchError(f"{len(report.failed)} of {trained + len(report.failed)} models failed, {count} with: "
                             f"{first}{others}; fix the cause and re-run to resume")
+
+
+@zoo_app.command("annotate")
+def zoo_annotate(
+    zoo: str = typer.Argument(..., help="Zoo name or spec file."),
+    metrics: str = typer.Option("eval,hessian,cka,mc", "--metrics", help="Comma-separated: eval, hessian, cka, mc."),
+    epoch: Optional[int] = typer.Option(None, "--epoch", help="Stored epoch to annotate (default: the spec's)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Worker processes (default: one per core)."),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", envvar="ZOOBENCH_DATA", help="Dataset folder."),
+    home: Optional[Path] = HomeOption,
+) -> None:
+    """Compute loss-landscape metrics per cell (resumable), then print the phase map."""
+    from zoobench.annotate import annotate
+
+    store = _store(home)
+    spec = store.resolve(zoo)
+    try:
+        report = annotate(spec, store, _values(metrics) or [], epoch, workers, data_root)
+    except KeyboardInterrupt:
+        errors.print("interrupted: finished cells are kept; run the same command again to resume")
+        raise typer.Exit(130) from None
+    for metric, done in report.done.items():
+        console.print(f"{metric}: annotated {done} cells in {report.seconds[metric]:.0f}s, "
+                      f"{report.current[metric]} were already current")
+    _print_phases(store.zoo(spec))
 
 
 @zoo_app.command("verify")

@@ -100,6 +100,51 @@ class EvaluationSpec:
 
 
 @dataclass(frozen=True)
+class HessianSettings:
+    batches: int = 10  # fixed, non-augmented training batches (the paper's code: 10 x 64)
+    batch_size: int = 64
+    max_hvps: int = 100  # budget per estimate (top eigenvalue, trace)
+    tol: float = 1e-3
+    trace: Literal["hutch++", "hutchinson"] = "hutch++"
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class CKASettings:
+    samples: int = 512  # fixed test examples whose logits are compared
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class MCSettings:
+    epochs: int = 10  # Bezier curve training (the paper's code: 10 epochs, SGD lr 0.1)
+    lr: float = 0.1
+    batch_size: int = 128
+    t_values: int = 11  # points evaluated on the curve
+    alphas: int = 25  # points on the straight line between the seeds
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class AnnotationSpec:
+    """How loss-landscape metrics are computed; part of each annotation's key, not of the zoo's identity."""
+
+    hessian: HessianSettings = HessianSettings()
+    cka: CKASettings = CKASettings()
+    mc: MCSettings = MCSettings()
+
+
+@dataclass(frozen=True)
+class PhaseThresholds:
+    """Where a cell's metrics put it in the phase taxonomy (Yang et al. 2021); shown next to every label."""
+
+    train_loss: float | None = None  # above: underfitted. None: 0.1 x chance loss ln(classes) for
+    #                                  classification, else the geometric middle of the zoo's range
+    mc: float = 0.05  # |mc| below this is "near zero"; mc below -mc is a barrier
+    cka: float = 0.9  # mean CKA between seeds at or above this: IV-B (generalizing), below: IV-A
+
+
+@dataclass(frozen=True)
 class _Meta:
     name: str
     description: str = ""
@@ -115,6 +160,8 @@ class ZooSpec:
     grid: GridSpec
     evaluation: EvaluationSpec
     source: str  # file it was read from; not part of the identity
+    annotation: AnnotationSpec = AnnotationSpec()
+    phases: PhaseThresholds = PhaseThresholds()
 
     @property
     def metric_epoch(self) -> int:
@@ -149,6 +196,8 @@ class ZooSpec:
             "training": _asdict(self.training),
             "grid": _asdict(self.grid),
             "evaluation": _asdict(self.evaluation),
+            "annotation": _asdict(self.annotation),
+            "phases": _asdict(self.phases),
         }
         if self.data.transfer_target is not None:
             table["data"]["transfer_target"] = self.data.transfer_target
@@ -178,7 +227,7 @@ def _drop_none(table: dict[str, Any]) -> dict[str, Any]:
 
 def parse_table(table: dict[str, Any], source: str) -> ZooSpec:
     """Validate a TOML-shaped table; every error names `source` and the offending key."""
-    known = {"zoo", "data", "model", "training", "grid", "evaluation"}
+    known = {"zoo", "data", "model", "training", "grid", "evaluation", "annotation", "phases"}
     for key in table:
         if key not in known:
             raise SpecError(f"{source}: unknown section [{key}]; valid sections: {', '.join(sorted(known))}")
@@ -191,7 +240,9 @@ def parse_table(table: dict[str, Any], source: str) -> ZooSpec:
     training = from_table(TrainingSpec, table["training"], "training", source)
     grid = _checked_grid(from_table(GridSpec, table["grid"], "grid", source), data, model, source)
     evaluation = from_table(EvaluationSpec, table.get("evaluation", {}), "evaluation", source)
-    spec = ZooSpec(meta.name, meta.description, data, model, training, grid, evaluation, source)
+    annotation = from_table(AnnotationSpec, table.get("annotation", {}), "annotation", source)
+    phases = from_table(PhaseThresholds, table.get("phases", {}), "phases", source)
+    spec = ZooSpec(meta.name, meta.description, data, model, training, grid, evaluation, source, annotation, phases)
     _check_epochs(spec, source)
     return spec
 

@@ -9,8 +9,9 @@ not a crash.
 A data object provides ``to(device)``, ``steps_per_epoch(batch_size)``, ``batches(batch_size,
 generator, augment)`` (an iterator over one epoch), ``loss(model, batch) -> (mean loss, metrics)``
 (a 0-d tensor and a dict of 0-d tensors such as {"acc": ...}; a batch is a tuple whose last element
-has one entry per example) and ``evaluate(model, split="test") -> {"loss": float, ...}`` (clean, no
-augmentation). Each epoch's row in result.json holds ``train_<name>`` and ``test_<name>`` for them.
+has one entry per example; its first element is the model's input), ``evaluate(model, split="test")
+-> {"loss": float, ...}`` (clean, no augmentation) and ``fixed_batches(split, count, size, seed)``
+(clean batches that are the same for every model, for the loss-landscape metrics). Each epoch's row in result.json holds ``train_<name>`` and ``test_<name>`` for them.
 """
 
 from __future__ import annotations

@@ -41,6 +41,10 @@ class ConvectionProblem:
     def batches(self, batch_size: int, generator: torch.Generator, augment: None) -> Iterator[tuple[torch.Tensor]]:
         yield (self.interior,)
 
+    def fixed_batches(self, split: str, count: int, size: int, seed: int = 0) -> list[tuple[torch.Tensor]]:
+        """The whole problem is one batch: the collocation points ("train") or the test grid ("test")."""
+        return [(self.interior,)] if split == "train" else [(self.test_points,)]
+
     def residual(self, model: torch.nn.Module, points: torch.Tensor) -> torch.Tensor:
         """u_t + beta u_x at the points, by automatic differentiation (kept in the graph for training)."""
         points = points.detach().requires_grad_(True)

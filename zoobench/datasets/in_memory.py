@@ -44,6 +44,13 @@ class InMemoryClassification:
             images = normalized[index] if normalized is not None else self.normalize(augment(self.x_train[index]))
             yield images, self.y_train[index]
 
+    def fixed_batches(self, split: str, count: int, size: int, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Up to `count` clean batches of `size` examples, the same for every model (for the Hessian, CKA, ...)."""
+        x, y = (self.x_test, self.y_test) if split == "test" else (self.x_train, self.y_train)
+        order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed)).to(y.device)
+        chosen = order[:count * size]
+        return [(self.normalize(x[index]), y[index]) for index in chosen.split(size)]
+
     @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, split: str = "test", batch_size: int = 1024) -> dict[str, float]:
         """Clean (non-augmented) mean loss and accuracy on a split."""

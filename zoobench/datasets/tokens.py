@@ -82,6 +82,12 @@ class TokenBlocks:
         tokens = batches * EVAL_BATCH_SIZE * self.block_size
         return {"loss": loss.item() / tokens, "acc": correct.item() / tokens}
 
+    def fixed_batches(self, split: str, count: int, size: int, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """`count` batches of `size` blocks at offsets fixed by `seed`, the same for every model."""
+        file = {"train": self.train, "test": self.test}[split]
+        generator = torch.Generator().manual_seed(seed)
+        return [self._batch(file, self._offsets(file, size, generator)) for _ in range(count)]
+
     def _offsets(self, file: TokenFile, count: int, generator: torch.Generator) -> torch.Tensor:
         return torch.randint(file.tokens - self.block_size, (count,), generator=generator)
 
