@@ -19,6 +19,8 @@ _API = {
     "Store": "zoobench.store",
     "ZooStore": "zoobench.store",
     "generate": "zoobench.generate",
+    "annotate": "zoobench.annotate",
+    "phase_table": "zoobench.phases",
 }
 
 __all__ = sorted(_API)

@@ -1,0 +1,1 @@
+"""Loss-landscape metrics: evaluation, Hessian, CKA between seeds and mode connectivity."""
