@@ -53,3 +53,10 @@ def test_train_split_evaluates_the_pinn_loss(problem):
     train = problem.evaluate(model, "train")
     loss, parts = problem.loss(model, (problem.interior,))
     assert train["loss"] == pytest.approx(loss.item()) and train["residual"] == pytest.approx(parts["residual"].item())
+
+
+def test_fixed_test_batches_are_a_seeded_subset_of_the_grid(problem):
+    (first,), = problem.fixed_batches("test", 1, 512, seed=3)
+    (again,), = problem.fixed_batches("test", 1, 512, seed=3)
+    assert first.shape == (512, 2) and torch.equal(first, again)
+    assert problem.fixed_batches("train", 10, 64)[0][0] is problem.interior

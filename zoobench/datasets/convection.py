@@ -42,8 +42,12 @@ class ConvectionProblem:
         yield (self.interior,)
 
     def fixed_batches(self, split: str, count: int, size: int, seed: int = 0) -> list[tuple[torch.Tensor]]:
-        """The whole problem is one batch: the collocation points ("train") or the test grid ("test")."""
-        return [(self.interior,)] if split == "train" else [(self.test_points,)]
+        """"train": the collocation points, one batch; "test": `count` batches of `size` grid points drawn
+        with `seed` (the whole grid is 25,600 points: too many for an n x n CKA Gram matrix)."""
+        if split == "train":
+            return [(self.interior,)]
+        order = torch.randperm(len(self.test_points), generator=torch.Generator().manual_seed(seed))
+        return [(self.test_points[index.to(self.test_points.device)],) for index in order[:count * size].split(size)]
 
     def residual(self, model: torch.nn.Module, points: torch.Tensor) -> torch.Tensor:
         """u_t + beta u_x at the points, by automatic differentiation (kept in the graph for training)."""
