@@ -61,3 +61,19 @@ def test_bad_requests_are_usage_errors(zoo, tmp_path):
         annotate(spec, store, ["eval"], epoch=2, show_progress=False)
     with pytest.raises(UsageError, match="no finished models"):
         annotate(spec, Store(tmp_path / "empty"), ["eval"], show_progress=False)
+
+
+def test_all_four_metrics_annotate_and_label_every_cell(zoo):
+    from zoobench.phases import phase_table
+
+    spec, store = zoo
+    spec = spec.with_overrides({"annotation.mc.epochs": 1, "annotation.hessian.max_hvps": 30})
+    report = annotate(spec, store, workers=1, show_progress=False)
+    assert report.done == {"eval": 2, "hessian": 2, "cka": 2, "mc": 2}
+    table = phase_table(store.zoo(spec)).set_index("cell_id")
+    for column in ["train_loss", "test_acc", "gap", "hessian_top_eigenvalue", "hessian_trace", "hessian_log_trace",
+                   "hessian_trace_hvps", "cka", "mc", "linear_mc"]:
+        assert table[column].notna().all(), column
+    assert (table["hessian_trace_hvps"] <= 30).all() and (table["cka_pairs"] == 1).all()
+    assert set(table["phase"]) <= {"I", "II", "III", "IV-A", "IV-B"}
+    assert all(str(spec.phases.mc) in reason or "mc" in reason for reason in table["reason"])

@@ -100,8 +100,7 @@ def _hessian(spec: ZooSpec, models: dict, data) -> tuple[dict, dict]:
 
     settings = spec.annotation.hessian
     batches = data.fixed_batches("train", settings.batches, settings.batch_size, settings.seed)
-    mode = "reverse_over_reverse" if _task(spec) == "pde" else "forward_over_reverse"  # PINN losses differentiate inside
-    per_model = {model_id: hessian_metrics(model.eval(), _loss(data), batches, mode=mode, trace=settings.trace,
+    per_model = {model_id: hessian_metrics(model.eval(), _loss(data), batches, trace=settings.trace,
                                            max_hvps=settings.max_hvps, tol=settings.tol, seed=settings.seed)
                  for model_id, model in _healthy(models)}
     cell = _mean(per_model)
@@ -160,12 +159,6 @@ def _healthy(models: dict) -> list[tuple[str, Any]]:
 
 def _loss(data):
     return lambda model, batch: data.loss(model, batch)[0]
-
-
-def _task(spec: ZooSpec) -> str:
-    from zoobench.datasets import DATASETS
-
-    return DATASETS.get(spec.data.dataset).task
 
 
 def _mean(rows: dict[str, dict[str, float]]) -> dict[str, float | None]:
