@@ -271,7 +271,7 @@ def hutchpp_trace(operator: Operator, dim: int, hvps: int = 100, seed: int = 0) 
     A third of the budget sketches the range of the operator (Q = orth(A S)), a third takes the trace
     of A on that range exactly, and the rest runs Hutchinson on what is left, (I - QQ^T) A (I - QQ^T).
     Where a few large eigenvalues dominate, as in a trained network's Hessian, the sketch captures
-    them and the same budget gives a much smaller error (benchmarks/hessian_vs_pyhessian.py: 5-25x
+    them and the same budget gives a much smaller error (benchmarks/hessian_vs_pyhessian.py: 6-18x
     fewer products than Hutchinson for the same standard error). Where they do not, as at
     initialization, the sketch removes little and the residual, estimated from a third of the
     budget, is noisier than plain Hutchinson with all of it. Exact (std_error 0) once the sketch
