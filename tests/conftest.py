@@ -51,6 +51,18 @@ def write_spec(folder: Path, name: str = "tiny", lr: float = 0.1, epochs: int = 
     return path
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_thread():
+    """Every tensor in the suite is tiny: on a busy 2-core machine, waking a thread pool per op costs
+    seconds (OpenMP threads spin against the other load), and one thread is fastest anyway."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def tiny_spec_path(tmp_path: Path) -> Path:
     return write_spec(tmp_path)

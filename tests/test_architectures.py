@@ -18,15 +18,6 @@ VIT = {"dim": 12, "depth": 2, "heads": 3, "patch_size": 4, "mlp_ratio": 2.0}
 GPT = {"dim": 24, "layers": 2, "heads": 3, "dropout": 0.0}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tensors here are tiny: on a busy 2-core machine, waking a thread pool per op costs seconds."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def n_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())  # counts a tied weight once
 

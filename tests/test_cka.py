@@ -12,15 +12,6 @@ import torch
 from zoobench.metrics.cka import linear_cka, mean_pairwise_cka
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tensors here are tiny: on a busy 2-core machine, waking a thread pool per op costs seconds."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def gaussian(n: int, p: int, seed: int) -> torch.Tensor:
     return torch.randn(n, p, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 

@@ -21,15 +21,6 @@ from zoobench.metrics.connectivity import (
 HIDDEN = 16
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tensors here are tiny: on a busy 2-core machine, waking a thread pool per op costs seconds."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def xor_data() -> tuple[torch.Tensor, torch.Tensor]:
     """200 points uniform in [-1, 1]^2, labelled by the sign of x0 * x1."""
     x = torch.rand(200, 2, generator=torch.Generator().manual_seed(0)) * 2 - 1  # (200, 2)

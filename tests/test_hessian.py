@@ -18,15 +18,6 @@ from zoobench.metrics.hessian import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tensors here are tiny: on a busy 2-core machine, waking a thread pool per op costs seconds."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def cross_entropy(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
     inputs, labels = batch
     return F.cross_entropy(model(inputs), labels)
