@@ -79,3 +79,12 @@ def test_listing_and_spec_loading_never_import_torch(home):
             "zoobench.Store().zoo(s).models(); zoobench.list_specs(); print('torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"ZOOBENCH_HOME": str(home), "PATH": ""})
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_show_explains_each_phase_label(tiny_spec_path, home):
+    assert zoobench_cli("zoo", "generate", str(tiny_spec_path), "--widths", "8", home=home).returncode == 0
+    annotated = zoobench_cli("zoo", "annotate", str(tiny_spec_path), "--metrics", "eval,cka", home=home)
+    assert annotated.returncode == 0, annotated.stderr
+    assert "eval: annotated 2 cells" in annotated.stdout and "phases" in annotated.stdout
+    shown = zoobench_cli("zoo", "show", "tiny", "--why", home=home)
+    assert "w8-bs64: ?: missing mc" in shown.stdout

@@ -72,8 +72,12 @@ def _done(zoo) -> str:
 
 
 @zoo_app.command("show")
-def zoo_show(zoo: str = typer.Argument(..., help="Zoo name or spec file."), home: Optional[Path] = HomeOption) -> None:
-    """The spec's recipe, its grid, and which models of each cell are finished."""
+def zoo_show(
+    zoo: str = typer.Argument(..., help="Zoo name or spec file."),
+    why: bool = typer.Option(False, "--why", help="Also list every cell's phase with the values and thresholds behind it."),
+    home: Optional[Path] = HomeOption,
+) -> None:
+    """The spec's recipe, its grid, which models of each cell are finished, and the phase map."""
     store = _store(home)
     spec = store.resolve(zoo)
     zoo_store = store.zoo(spec)
@@ -93,7 +97,7 @@ def zoo_show(zoo: str = typer.Argument(..., help="Zoo name or spec file."), home
         style = "red" if diverged else "green" if done == seeds else "yellow" if done else "dim"
         texts[cell_id] = (f"{done}/{seeds}" + (f" ({diverged} div)" if diverged else ""), style)
     console.print(_grid(spec, "finished models per cell (hot at the top)", texts))
-    _print_phases(zoo_store)
+    _print_phases(zoo_store, why)
 
 
 PHASE_STYLE = {"I": "red", "II": "magenta", "III": "yellow", "IV-A": "cyan", "IV-B": "green", "diverged": "bold red",
@@ -115,8 +119,8 @@ def _grid(spec, title: str, texts: dict[str, tuple[str, str]]) -> Table:
     return table
 
 
-def _print_phases(zoo_store) -> None:
-    """The phase map and per-metric summaries, when the zoo has annotations."""
+def _print_phases(zoo_store, why: bool = False) -> None:
+    """The phase map and per-metric summaries, when the zoo has annotations; with `why`, each label's reason."""
     from zoobench.phases import loss_threshold, phase_table
 
     table = phase_table(zoo_store)
@@ -138,6 +142,9 @@ def _print_phases(zoo_store) -> None:
                 summary.add_row(column, str(len(values)), f"{values.mean():.4g}", f"{values.min():.4g}",
                                 f"{values.max():.4g}")
     console.print(summary)
+    if why:
+        for row in table.to_dict("records"):
+            console.print(f"{row['cell_id']}: {row['phase']}: {row['reason']}", markup=False, highlight=False)
 
 
 @zoo_app.command("generate")
