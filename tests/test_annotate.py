@@ -77,3 +77,14 @@ def test_all_four_metrics_annotate_and_label_every_cell(zoo):
     assert (table["hessian_trace_hvps"] <= 30).all() and (table["cka_pairs"] == 1).all()
     assert set(table["phase"]) <= {"I", "II", "III", "IV-A", "IV-B"}
     assert all(str(spec.phases.mc) in reason or "mc" in reason for reason in table["reason"])
+
+
+def test_cells_whose_seeds_diverged_get_their_own_label(tmp_path):
+    from zoobench.phases import phase_table
+
+    spec = read_spec_file(write_spec(tmp_path, lr=1e4, widths=(4,), batch_sizes=(64,), seeds=(0, 1)))
+    store = Store(tmp_path / "home")
+    assert len(generate(spec, store, workers=1, show_progress=False).diverged) == 2
+    annotate(spec, store, workers=1, show_progress=False)
+    row = phase_table(store.zoo(spec)).iloc[0]
+    assert row["phase"] == "diverged" and row["reason"] == "2 seed(s) diverged"
