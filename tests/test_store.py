@@ -32,6 +32,9 @@ def test_listing_models_cells_and_results(trained):
     assert len(cells) == 2 and set(cells["seeds"]) == {1}
     assert [z.spec.fingerprint for z in store.zoos()] == [spec.fingerprint]
     assert store.resolve("tiny").fingerprint == spec.fingerprint  # a zoo known only to the store
+    with pytest.raises(UsageError) as error:  # each valid name once, built-in or stored
+        store.resolve("tinny")
+    assert str(error.value).count("'tiny'") == 1 and str(error.value).count("digits_mlp") == 1
 
 
 def test_nothing_half_written_is_visible(trained, tmp_path):

@@ -79,7 +79,7 @@ class Store:
             raise UsageError(f"zoo '{name_or_path}' has {len(stored)} variants in {self.home}: {variants}; "
                              f"pass the spec file instead of the name")
         if not stored:
-            raise unknown_name("zoo", name_or_path, [*builtin_spec_paths(), *(z.spec.name for z in self.zoos())])
+            raise unknown_name("zoo", name_or_path, sorted({*builtin_spec_paths(), *(z.spec.name for z in self.zoos())}))
         return stored[0]
 
     def zoos(self) -> list[ZooStore]:
