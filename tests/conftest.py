@@ -80,3 +80,27 @@ def zoobench_cli(*args: str, home: Path | None = None, timeout: float = 300) -> 
         env["ZOOBENCH_HOME"] = str(home)
     return subprocess.run([sys.executable, "-m", "zoobench", *args], capture_output=True, text=True,
                           env=env, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def tiny_zoo(tmp_path_factory):
+    """A trained and fully annotated 2 x 2 x 3-seed digits zoo, shared by the method tests (read-only).
+
+    Widths 4 and 16 at batch 64 and 128, 3 epochs, checkpoints at epochs 0, 1, 3: the narrow cells
+    underfit, the wide ones fit; every metric the phases and the methods need is stored."""
+    import torch
+
+    from zoobench.annotate import annotate
+    from zoobench.generate import generate
+    from zoobench.spec import load_spec
+    from zoobench.store import Store
+
+    folder = tmp_path_factory.mktemp("tiny_zoo")
+    spec = load_spec(str(write_spec(folder, "tiny_zoo", epochs=3, seeds=(0, 1, 2), widths=(4, 16))))
+    store = Store(folder / "home")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    generate(spec, store, workers=1, show_progress=False)
+    annotate(spec, store, workers=1, show_progress=False)
+    torch.set_num_threads(threads)
+    return store.zoo(spec)

@@ -124,7 +124,7 @@ def train_model(spec: ZooSpec, key: ModelKey, zoo: ZooStore, data_root: str | Pa
     optimizer, schedule = make_optimizer(model, training, steps * training.epochs)
     order = torch.Generator().manual_seed(key.seed)
     augmentation = augment.build(recipe_spec.data.augmentation, DATASETS.get(recipe_spec.data.dataset).input_shape[-2:])
-    stream = _endless(lambda: data.batches(training.batch_size, order, augmentation))
+    stream = endless(lambda: data.batches(training.batch_size, order, augmentation))
     stored = set(spec.stored_epochs)
 
     writer = zoo.new_model(key.id, model_params(spec, key, recipe))
@@ -198,7 +198,7 @@ def _row(epoch: int, train: dict[str, float], test: dict[str, float], lr: float,
     }
 
 
-def _endless(make_epoch) -> Iterator:
+def endless(make_epoch) -> Iterator:
     """Batches across epoch boundaries, so a step budget need not be a whole number of passes."""
     while True:
         yield from make_epoch()

@@ -1,0 +1,252 @@
+"""The method plugin API: what a downstream method declares and what it receives for one cell.
+
+A method is a subclass of `Method` with a few declared attributes and one function::
+
+    from dataclasses import dataclass
+    from zoobench.method import Method
+
+    class MeanNorm(Method):
+        name = "meannorm"              # unique; `zoobench run --method meannorm`
+        version = "1"                  # bump when results change; part of the results' key
+        headline = "weight_norm"       # the number heatmaps and leaderboards show
+        higher_is_better = False
+
+        @dataclass(frozen=True)
+        class Config:                  # typed options with defaults; `--set power=1` overrides
+            power: float = 2.0
+
+        def run(self, cell, ctx):
+            norms = [sum(p.abs().pow(ctx.config.power).sum().item() for p in m.parameters())
+                     for m in cell.models()]
+            return {"weight_norm": sum(norms) / len(norms)}
+
+`run(cell, ctx)` gets a `Cell` (the cell's healthy models at the chosen epoch, its data, its
+annotations and phase, evaluation and BatchNorm-recalibration helpers) and a `Context` (the config,
+the device, other datasets) and returns a flat dict of numbers. A method with ``scope = "zoo"``
+works on the whole zoo instead (e.g. a probe trained across cells): it declares ``units(config)``,
+and `run` receives a `Zoo` per unit. Methods never touch the store: the runner stores, resumes
+and reports their results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from zoobench.errors import UsageError
+from zoobench.spec import ZooSpec
+from zoobench.strict import SpecError, convert, type_name
+
+
+@dataclass(frozen=True)
+class NoConfig:
+    """The config of a method without options."""
+
+
+class Method:
+    """Base class of every method plugin; subclasses set the class attributes and implement `run`."""
+
+    name: ClassVar[str]
+    version: ClassVar[str] = "1"
+    headline: ClassVar[str]  # key of the returned dict that heatmaps and leaderboards show
+    higher_is_better: ClassVar[bool] = True
+    Config: ClassVar[type] = NoConfig  # a frozen dataclass; every field has a default
+    needs: ClassVar[tuple[str, ...]] = ()  # annotations used besides those that label phases (eval, cka, mc)
+    scope: ClassVar[Literal["cell", "zoo"]] = "cell"
+
+    def units(self, config: Any) -> list[str]:
+        """The unit ids of a zoo-scope method (e.g. its data splits); cell-scope methods run per cell."""
+        raise NotImplementedError(f"method {self.name} has scope 'zoo' but does not define units()")
+
+    def run(self, cell: Cell | Zoo, ctx: Context) -> dict[str, float]:
+        raise NotImplementedError
+
+
+def contract_problems(method: type) -> list[str]:
+    """What is wrong with a class as a method plugin (empty when it follows the contract)."""
+    if not (isinstance(method, type) and issubclass(method, Method)):
+        return [f"{method!r} is not a subclass of zoobench.method.Method"]
+    problems = []
+    for attribute, kind in (("name", str), ("version", str), ("headline", str)):
+        if not isinstance(getattr(method, attribute, None), kind) or not getattr(method, attribute):
+            problems.append(f"'{attribute}' must be a non-empty string")
+    if isinstance(getattr(method, "name", None), str) and not method.name.replace("_", "").isalnum():
+        problems.append(f"name '{method.name}' must be letters, digits and underscores")
+    if not dataclasses.is_dataclass(method.Config):
+        problems.append("'Config' must be a dataclass")
+    elif any(f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+             for f in dataclasses.fields(method.Config)):
+        problems.append("every field of 'Config' needs a default")
+    if method.scope not in ("cell", "zoo"):
+        problems.append(f"'scope' must be 'cell' or 'zoo', got {method.scope!r}")
+    if method.run is Method.run:
+        problems.append("'run' is not implemented")
+    return problems
+
+
+def make_config(method: type[Method], settings: dict[str, str] | None = None) -> Any:
+    """The method's config with ``--set key=value`` overrides; values are TOML literals or bare strings."""
+    cls = method.Config
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for key, text in (settings or {}).items():
+        if key not in hints:
+            valid = ", ".join(f.name for f in dataclasses.fields(cls)) or "none"
+            raise UsageError(f"method {method.name} has no option '{key}'; valid: {valid}")
+        try:
+            value = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text  # a bare word, e.g. --set mode=global
+        try:
+            values[key] = convert(hints[key], value, key, f"--set for method {method.name}")
+        except SpecError:
+            raise UsageError(f"--set {key}={text}: method {method.name} expects {type_name(hints[key])}") from None
+    return cls(**values)
+
+
+def config_table(config: Any) -> dict[str, Any]:
+    """The config as plain JSON-able values (tuples become lists), as stored next to results."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+
+
+@dataclass
+class Context:
+    """What a method needs besides the cell: its config, where to compute, and other datasets."""
+
+    config: Any
+    spec: ZooSpec
+    device: str = "cpu"
+    data_root: Path | None = None
+
+    def load_data(self, dataset: str, **options: Any):
+        """Another dataset (e.g. the spec's transfer target), on this context's device."""
+        from zoobench.datasets import DATASETS
+        from zoobench.training import load_data
+
+        info = DATASETS.get(dataset)
+        recipe = {"data": {"dataset": dataset, "options": {**info.options, **options}}}
+        return load_data(recipe, self.data_root).to(self.device)
+
+
+@dataclass
+class Cell:
+    """One grid cell: its healthy models at `epoch`, its data, annotations, phase and helpers.
+
+    Models are loaded from the store on each call, so a method may modify what it gets.
+    """
+
+    id: str
+    load: Any
+    temperature: Any
+    epoch: int
+    model_ids: list[str]  # healthy models, sorted by seed
+    diverged: list[str]  # models of the cell that diverged during training (no weights)
+    annotations: dict[str, Any]  # the cell's loss-landscape metrics, its "phase" and the "reason"
+    model_annotations: dict[str, dict[str, Any]]  # model id -> per-model metrics (eval, hessian)
+    _zoo: Any = field(repr=False)  # the ZooStore
+    _device: str = field(default="cpu", repr=False)
+    _data_root: Path | None = field(default=None, repr=False)
+
+    @property
+    def spec(self) -> ZooSpec:
+        return self._zoo.spec
+
+    @property
+    def epochs(self) -> tuple[int, ...]:
+        """The epochs with a stored checkpoint (e.g. for interpolating along the trajectory)."""
+        return self._zoo.spec.stored_epochs
+
+    @functools.cached_property
+    def recipe(self) -> dict[str, Any]:
+        """The cell's complete training recipe (the grid axes set to this cell)."""
+        return self._zoo.params(self.model_ids[0] if self.model_ids else self.diverged[0])["recipe"]
+
+    @functools.cached_property
+    def data(self):
+        """The cell's dataset (for a PINN zoo, the cell's PDE) on the device."""
+        from zoobench.training import load_data
+
+        return load_data(self.recipe, self._data_root).to(self._device)
+
+    def model(self, model_id: str, epoch: int | None = None):
+        """One model at `epoch` (default: the cell's epoch), in eval mode, on the device."""
+        return self._zoo.load_model(model_id, self.epoch if epoch is None else epoch).to(self._device)
+
+    def models(self, epoch: int | None = None) -> list:
+        """All healthy models of the cell at `epoch`, in seed order."""
+        return [self.model(model_id, epoch) for model_id in self.model_ids]
+
+    def state(self, model_id: str, epoch: int | None = None) -> dict:
+        """A model's weights as a state dict on the CPU, without building the model."""
+        return self._zoo.load_state(model_id, self.epoch if epoch is None else epoch)
+
+    def build_model(self, seed: int):
+        """A fresh model of the cell's recipe, initialised as the zoo's models were (for baselines)."""
+        import torch
+
+        from zoobench.training import build_model, initialize
+
+        torch.manual_seed(seed)
+        model = build_model(self.recipe)
+        initialize(model, self.recipe["training"]["init"])
+        return model.to(self._device)
+
+    def evaluate(self, model, split: str = "test", data=None) -> dict[str, float]:
+        """Clean loss and accuracy (or the task's metrics) on a split of `data` (default: the cell's)."""
+        return (data or self.data).evaluate(model.eval(), split)
+
+    def recalibrate(self, model, data=None, batches: int = 10, batch_size: int = 128, seed: int = 0) -> None:
+        """Re-estimate BatchNorm statistics on fixed clean training batches; needed after any
+        weight-space operation (interpolating, averaging, permuting). Does nothing without BatchNorm."""
+        from zoobench.metrics.connectivity import recalibrate_batchnorm
+
+        calibration = (data or self.data).fixed_batches("train", batches, batch_size, seed)
+        recalibrate_batchnorm(model, calibration, lambda m, batch: m(batch[0]))
+
+    def fit(self, model, steps: int, lr: float, data=None, batch_size: int = 64, seed: int = 0,
+            momentum: float = 0.9, weight_decay: float = 5e-4, parameters=None) -> float:
+        """Train `model` for `steps` SGD steps with a cosine schedule on `data` (default: the cell's).
+
+        Fine-tuning, masked retraining and from-scratch baselines all go through this one loop, so
+        their budgets are comparable. Only `parameters` (default: all) are updated. Returns the mean
+        loss of the last 10% of the steps (NaN when training diverged).
+        """
+        import torch
+
+        from zoobench.training import endless
+
+        data = data or self.data
+        optimizer = torch.optim.SGD(list(parameters or model.parameters()), lr=lr, momentum=momentum,
+                                    weight_decay=weight_decay)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, steps))
+        generator = torch.Generator().manual_seed(seed)
+        batches = endless(lambda: data.batches(batch_size, generator, None))
+        model.train()
+        tail = []
+        for step in range(steps):
+            loss, _ = data.loss(model, next(batches))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            if step >= steps - max(1, steps // 10):
+                tail.append(loss.detach())
+        model.eval()
+        return torch.stack(tail).mean().item() if tail else float("nan")
+
+
+@dataclass
+class Zoo:
+    """The whole zoo, for methods with ``scope = "zoo"``: one unit (e.g. one split) at a time."""
+
+    id: str  # the unit, one of the method's units(config)
+    spec: ZooSpec
+    cells: list[Cell]
+
+    def model_ids(self) -> list[str]:
+        return [model_id for cell in self.cells for model_id in cell.model_ids]

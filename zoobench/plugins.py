@@ -1,0 +1,132 @@
+"""Finding method plugins: installed packages, local modules and single files.
+
+Three sources, one registry: the entry-point group ``zoobench.methods`` of every installed
+distribution (zoobench's own methods are registered there too, exactly as a third-party package's
+would be), and ``--plugin MODULE_OR_FILE`` / ``ZOOBENCH_PLUGINS`` (os.pathsep-separated) for code
+that is not installed. A plugin that fails to import or breaks the contract is reported and
+skipped; two plugins claiming one name is an error that names both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import os
+import sys
+import traceback
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Sequence
+
+from zoobench.errors import UsageError
+from zoobench.method import Method, contract_problems
+from zoobench.registry import Registry
+
+GROUP = "zoobench.methods"
+ENVIRONMENT = "ZOOBENCH_PLUGINS"
+
+
+@dataclass(frozen=True)
+class BrokenPlugin:
+    origin: str  # where it came from: an entry point, a module or a file
+    error: str  # one line
+
+
+@dataclass
+class Methods:
+    """The methods found, and the plugins that could not be used."""
+
+    registry: Registry[type[Method]]
+    broken: list[BrokenPlugin] = field(default_factory=list)
+    plugins: tuple[str, ...] = ()  # the local plugins loaded, as absolute paths or module names
+
+    def names(self) -> list[str]:
+        return self.registry.names()
+
+    def get(self, name: str) -> type[Method]:
+        if name not in self.registry:
+            error = self.registry.unknown(name)
+            if self.broken:
+                error = UsageError(f"{error}; plugins that failed to load: "
+                                   + "; ".join(f"{b.origin}: {b.error}" for b in self.broken))
+            raise error
+        return self.registry.get(name)
+
+    def origin(self, name: str) -> str:
+        return self.registry.origin(name)
+
+
+def discover(plugins: Sequence[str] = ()) -> Methods:
+    """Every method from entry points, then from `plugins` and ``$ZOOBENCH_PLUGINS`` (files or modules)."""
+    local = [*plugins, *[p for p in os.environ.get(ENVIRONMENT, "").split(os.pathsep) if p]]
+    found = Methods(Registry("method"), plugins=tuple(dict.fromkeys(_canonical(p) for p in local)))
+    for point in sorted(entry_points(group=GROUP), key=lambda p: (p.name, p.value)):
+        dist = f"{point.dist.name} {point.dist.version}" if point.dist else "an unknown distribution"
+        origin = f"{dist} (entry point {point.name} = {point.value})"
+        try:
+            method = point.load()
+        except Exception as error:  # a broken third-party package must not take the others down
+            found.broken.append(BrokenPlugin(origin, _one_line(error)))
+            continue
+        if getattr(method, "name", None) != point.name:
+            found.broken.append(BrokenPlugin(origin, f"entry point name '{point.name}' differs from the "
+                                                     f"method's name {getattr(method, 'name', None)!r}"))
+            continue
+        _add(found, method, origin)
+    for plugin in found.plugins:
+        try:
+            module = _import(plugin)
+        except Exception as error:
+            found.broken.append(BrokenPlugin(plugin, _one_line(error)))
+            continue
+        methods = [obj for obj in vars(module).values() if isinstance(obj, type) and issubclass(obj, Method)
+                   and obj is not Method and obj.__module__ == module.__name__]
+        if not methods:
+            found.broken.append(BrokenPlugin(plugin, "defines no subclass of zoobench.method.Method"))
+        for method in methods:
+            _add(found, method, plugin)
+    return found
+
+
+def _add(found: Methods, method: type, origin: str) -> None:
+    problems = contract_problems(method)
+    if problems:
+        found.broken.append(BrokenPlugin(origin, "; ".join(problems)))
+    elif not (method.name in found.registry and found.registry.get(method.name) is method):  # same class twice
+        found.registry.add(method.name, method, origin)
+
+
+def _canonical(plugin: str) -> str:
+    """Files by absolute path (so worker processes find them too), modules by name."""
+    path = Path(plugin).expanduser()
+    if plugin.endswith(".py") or os.sep in plugin:
+        if not path.is_file():
+            raise UsageError(f"plugin file {plugin} does not exist; pass a .py file or an importable module name")
+        return str(path.resolve())
+    return plugin
+
+
+def _import(plugin: str):
+    if not plugin.endswith(".py"):
+        return importlib.import_module(plugin)
+    digest = hashlib.sha256(plugin.encode()).hexdigest()[:8]
+    name = f"zoobench_plugin_{Path(plugin).stem}_{digest}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, plugin)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pickling look classes up by module name
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def _one_line(error: BaseException) -> str:
+    where = traceback.extract_tb(error.__traceback__)[-1] if error.__traceback__ else None
+    at = f" (at {Path(where.filename).name}:{where.lineno})" if where else ""
+    return f"{type(error).__name__}: {error}{at}".replace("\n", " ")
