@@ -73,9 +73,10 @@ def home(tmp_path: Path) -> Path:
     return tmp_path / "home"
 
 
-def zoobench_cli(*args: str, home: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run the real command line in a subprocess, as a user would."""
-    env = dict(os.environ)
+def zoobench_cli(*args: str, home: Path | None = None, timeout: float = 300,
+                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run the real command line in a subprocess, as a user would (`env` adds variables)."""
+    env = {**os.environ, **(env or {})}
     if home is not None:
         env["ZOOBENCH_HOME"] = str(home)
     return subprocess.run([sys.executable, "-m", "zoobench", *args], capture_output=True, text=True,

@@ -36,13 +36,7 @@ class Annotations:
 
     def inputs(self, cell_id: str) -> dict[str, str]:
         """Model id -> hash of the checkpoint the metric reads ("diverged" when there is none)."""
-        path = f"{checkpoint_name(self.epoch)}/{WEIGHTS}"
-        found = {}
-        for record in self.zoo.models():
-            if record.cell_id == cell_id:
-                files = json.loads((record.path / MARKER).read_text())["files"]
-                found[record.id] = files[path]["sha256"] if path in files else record.status
-        return found
+        return checkpoint_hashes(self.zoo, self.epoch).get(cell_id, {})
 
     def is_current(self, cell_id: str) -> bool:
         try:
@@ -78,6 +72,19 @@ class Annotations:
 
         return pd.DataFrame([{"model_id": model_id, "cell_id": r["cell_id"], **values}
                              for r in self.records() for model_id, values in r["models"].items()])
+
+
+def checkpoint_hashes(zoo: ZooStore, epoch: int) -> dict[str, dict[str, str]]:
+    """Cell id -> model id -> SHA-256 of the model's checkpoint at `epoch` (its status when it has none).
+
+    What a result computed from a cell's models depends on: any retrained or added model changes it.
+    """
+    path = f"{checkpoint_name(epoch)}/{WEIGHTS}"
+    found: dict[str, dict[str, str]] = {}
+    for record in zoo.models():
+        files = json.loads((record.path / MARKER).read_text())["files"]
+        found.setdefault(record.cell_id, {})[record.id] = files[path]["sha256"] if path in files else record.status
+    return found
 
 
 def cell_table(zoo: ZooStore, metrics: tuple[str, ...] = METRICS, epoch: int | None = None):

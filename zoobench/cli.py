@@ -22,6 +22,8 @@ app = typer.Typer(help="Benchmark harness for downstream methods on phase zoos."
                   pretty_exceptions_show_locals=False, add_completion=False)
 zoo_app = typer.Typer(help="List, inspect, generate and verify zoos.", no_args_is_help=True)
 app.add_typer(zoo_app, name="zoo")
+methods_app = typer.Typer(help="Method plugins: built-in, installed and local.", no_args_is_help=True)
+app.add_typer(methods_app, name="methods")
 data_app = typer.Typer(help="Datasets: where they are expected and how to get them.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
@@ -29,6 +31,8 @@ console = Console()
 errors = Console(stderr=True)
 
 HomeOption = typer.Option(None, "--home", envvar="ZOOBENCH_HOME", help="Store folder (default: ~/.cache/zoobench).")
+PluginOption = typer.Option(None, "--plugin", help="Method plugin module or .py file (repeatable); "
+                            "ZOOBENCH_PLUGINS adds more, separated by ':'.")
 
 
 def _store(home: Optional[Path]):
@@ -262,6 +266,118 @@ def zoo_export(
     zoo_store = store.zoo(store.resolve(zoo))
     written = export_zoo(zoo_store, path)
     console.print(f"exported {written} models of {zoo_store.spec.name} to {path}")
+
+
+@methods_app.command("list")
+def methods_list(plugins: Optional[list[str]] = PluginOption) -> None:
+    """Every method found: name, version, headline metric, scope and where it comes from."""
+    from zoobench.plugins import discover
+
+    found = discover(plugins or [])
+    table = Table("method", "version", "headline", "scope", "origin")
+    for name in found.names():
+        method = found.get(name)
+        direction = "higher is better" if method.higher_is_better else "lower is better"
+        table.add_row(name, method.version, f"{method.headline} ({direction})", method.scope, found.origin(name))
+    console.print(table)
+    for broken in found.broken:
+        errors.print(f"warning: plugin {broken.origin} skipped: {broken.error}", markup=False, highlight=False,
+                     soft_wrap=True)
+
+
+@app.command("run")
+def run_method(
+    method: str = typer.Option(..., "--method", "-m", help="Method name (`zoobench methods list`)."),
+    zoo: str = typer.Option(..., "--zoo", "-z", help="Zoo name or spec file."),
+    settings: Optional[list[str]] = typer.Option(None, "--set", help="Method option, key=value (repeatable)."),
+    plugins: Optional[list[str]] = PluginOption,
+    no_generate: bool = typer.Option(False, "--no-generate", help="Use only the models and annotations stored."),
+    epoch: Optional[int] = typer.Option(None, "--epoch", help="Stored epoch to use (default: the spec's)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Worker processes (default: one per core)."),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", envvar="ZOOBENCH_DATA", help="Dataset folder."),
+    device: str = typer.Option("cpu", "--device", help="Torch device, e.g. cpu or cuda."),
+    home: Optional[Path] = HomeOption,
+) -> None:
+    """Run a method on every cell of a zoo (training and annotating what is missing), then report by phase."""
+    from zoobench.runner import run
+
+    store = _store(home)
+    spec = store.resolve(zoo)
+    try:
+        report = run(method, spec, store, _settings(settings or []), plugins or [], epoch, not no_generate, workers,
+                     data_root, device)
+    except KeyboardInterrupt:
+        errors.print("interrupted: finished cells are kept; run the same command again to resume")
+        raise typer.Exit(130) from None
+    _print_run(report, spec)
+    if report.failed:
+        messages = Counter(report.failed.values())
+        first, count = messages.most_common(1)[0]
+        raise ZoobenchError(f"{len(report.failed)} of {report.ran} units failed, {count} with: {first}; each "
+                            f"unit's traceback is in {report.results.folder}; the other units' results are stored")
+
+
+def _settings(pairs: list[str]) -> dict[str, str]:
+    from zoobench.errors import UsageError
+
+    settings = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--set expects key=value, got '{pair}'")
+        settings[key.strip()] = value.strip()
+    return settings
+
+
+def _print_run(report, spec) -> None:
+    """The results grid of the headline metric, the phase-resolved table and the heatmap's path."""
+    from zoobench.method import config_table
+    from zoobench.report import heatmap, phase_summary
+
+    method, results = report.method, report.results
+    table = report.table()
+    config = ", ".join(f"{k}={v}" for k, v in config_table(report.config).items()) or "no options"
+    title = f"{spec.name} ({spec.fingerprint}) | {method.name} v{method.version} [{results.config_hash}]: {config}"
+    console.print(f"{method.name} on {spec.name}: {report.ran} units computed in {report.seconds:.0f}s, "
+                  f"{report.current} already current, {len(report.failed)} failed; results: {results.folder}",
+                  soft_wrap=True)
+    for unit, why in report.skipped.items():
+        console.print(f"[yellow]skipped {unit}: {why}")
+    if table.empty:
+        return
+    metrics = [c for c in table.columns if c not in RESULT_COLUMNS and table[c].dtype.kind in "fi"]
+    headline = method.headline
+    direction = "higher is better" if method.higher_is_better else "lower is better"
+    if method.scope == "zoo":
+        units = Table("unit", *metrics, title=title)
+        for row in table.to_dict("records"):
+            units.add_row(row["unit"], *(_number(row.get(m)) for m in metrics))
+        units.add_row("[bold]mean", *(_number(table[m].mean()) for m in metrics))
+        console.print(units)
+        return
+    texts = {row["unit"]: (_number(row.get(headline)) if row["status"] == "ok" else "fail",
+                           PHASE_STYLE.get(row.get("phase"), "dim") if row["status"] == "ok" else "red")
+             for row in table.to_dict("records")}
+    console.print(_grid(spec, f"{headline} ({direction}); colour = phase", texts))
+    summary = phase_summary(table, metrics)
+    by_phase = Table("metric", *(f"{r['phase']} ({r['cells']} cells, {r['models']} models)"
+                                 for r in summary.to_dict("records")), title=f"by phase: {title}")
+    for metric in [headline, *[m for m in metrics if m != headline]]:
+        by_phase.add_row(metric, *(f"{_number(r[f'{metric} mean'])} ± {_number(r[f'{metric} std'])}"
+                                   for r in summary.to_dict("records")))
+    console.print(by_phase)
+    path = heatmap(table, spec, headline, results.folder / f"heatmap-{headline}.png", title)
+    console.print(f"heatmap: {path}", soft_wrap=True)
+
+
+RESULT_COLUMNS = {"zoo", "fingerprint", "method", "version", "config_hash", "unit", "load", "temperature", "status",
+                  "n_models", "error", "phase"}
+
+
+def _number(value) -> str:
+    import math
+
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3g}"
 
 
 @data_app.command("download")

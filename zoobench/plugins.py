@@ -64,7 +64,7 @@ def discover(plugins: Sequence[str] = ()) -> Methods:
     found = Methods(Registry("method"), plugins=tuple(dict.fromkeys(_canonical(p) for p in local)))
     for point in sorted(entry_points(group=GROUP), key=lambda p: (p.name, p.value)):
         dist = f"{point.dist.name} {point.dist.version}" if point.dist else "an unknown distribution"
-        origin = f"{dist} (entry point {point.name} = {point.value})"
+        origin = f"{dist}: {point.value}"
         try:
             method = point.load()
         except Exception as error:  # a broken third-party package must not take the others down
@@ -127,6 +127,6 @@ def _import(plugin: str):
 
 
 def _one_line(error: BaseException) -> str:
-    where = traceback.extract_tb(error.__traceback__)[-1] if error.__traceback__ else None
-    at = f" (at {Path(where.filename).name}:{where.lineno})" if where else ""
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if not f.filename.startswith("<")]
+    at = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
     return f"{type(error).__name__}: {error}{at}".replace("\n", " ")

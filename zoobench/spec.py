@@ -172,10 +172,13 @@ class ZooSpec:
         return tuple(sorted({*self.training.checkpoint_epochs, self.training.epochs}))
 
     def recipe(self) -> dict[str, Any]:
-        """Everything that determines what a model of this zoo learns (grid values excluded)."""
+        """Everything that determines what a model of this zoo learns (grid values excluded).
+
+        The transfer target is only read by transfer methods, so it is left out (recorded as none,
+        which keeps the fingerprints of zoos that never had one as they were)."""
         return {
             "schema_version": SCHEMA_VERSION,
-            "data": _asdict(self.data),
+            "data": _asdict(dataclasses.replace(self.data, transfer_target=None)),
             "model": _asdict(self.model),
             "training": _asdict(self.training),
             "axes": {"load": self.grid.load.field, "temperature": self.grid.temperature.field},

@@ -1,0 +1,121 @@
+"""`zoobench run`: results per cell, resumable, keyed by config, failures recorded per cell."""
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import write_spec, zoobench_cli
+from test_plugins import NOOP, install_example
+from zoobench.errors import UsageError
+from zoobench.runner import load_results, run
+from zoobench.spec import load_spec
+from zoobench.store import Store
+
+
+@pytest.fixture
+def zoo_copy(tiny_zoo, tmp_path):
+    """The session's tiny zoo copied into a fresh store, so a test can write results into it."""
+    store = Store(tmp_path / "home")
+    shutil.copytree(tiny_zoo.path, store.zoo(tiny_zoo.spec).path)
+    return tiny_zoo.spec, store
+
+
+def noop(spec, store, **settings):
+    return run("noop", spec, store, {k: str(v) for k, v in settings.items()}, [NOOP], generate_missing=False,
+               workers=1, show_progress=False)
+
+
+def test_results_are_stored_per_cell_with_phase_and_provenance(zoo_copy):
+    spec, store = zoo_copy
+    report = noop(spec, store)
+    assert (report.ran, report.current, report.failed) == (4, 0, {})
+    table = report.table().set_index("unit")
+    assert sorted(table.index) == ["w16-bs128", "w16-bs64", "w4-bs128", "w4-bs64"]
+    assert (table["models"] == 3).all() and (table["n_models"] == 3).all() and (table["status"] == "ok").all()
+    assert set(table["phase"]) <= {"I", "II", "III", "IV-A", "IV-B"}
+    assert report.results.folder.parent == store.zoo(spec).path / "results" / "noop"
+    provenance = json.loads((report.results.folder / "run.json").read_text())
+    assert provenance["fingerprint"] == spec.fingerprint and provenance["origin"] == NOOP
+    assert provenance["config"] == {"fail_on": "", "offset": 0.0} and provenance["headline"] == "models"
+    assert load_results("noop", spec, store, plugins=[NOOP]).equals(report.table())
+
+
+def test_a_rerun_skips_finished_cells_and_redoes_missing_or_stale_ones(zoo_copy):
+    spec, store = zoo_copy
+    first = noop(spec, store)
+    assert (noop(spec, store).ran, noop(spec, store).current) == (0, 4)
+    (first.results.folder / "w4-bs64.json").unlink()  # as if interrupted before this cell
+    stale = first.results.folder / "w16-bs64.json"
+    record = json.loads(stale.read_text())
+    stale.write_text(json.dumps({**record, "inputs": "from an older checkpoint"}))
+    again = noop(spec, store)
+    assert (again.ran, again.current) == (2, 2)
+
+
+def test_another_config_is_another_result_set(zoo_copy):
+    spec, store = zoo_copy
+    plain, shifted = noop(spec, store), noop(spec, store, offset=1)
+    assert plain.results.folder != shifted.results.folder and shifted.ran == 4
+    assert (shifted.table()["models"] == 4).all()
+
+
+def test_a_failing_cell_is_recorded_and_spares_the_others(zoo_copy):
+    spec, store = zoo_copy
+    report = noop(spec, store, fail_on="w4-bs64")
+    assert report.failed == {"w4-bs64": "RuntimeError: told to fail on w4-bs64"}
+    table = report.table().set_index("unit")
+    assert table.loc["w4-bs64", "status"] == "failed" and (table.drop("w4-bs64")["status"] == "ok").all()
+    details = json.loads((report.results.folder / "w4-bs64.json").read_text())["details"]
+    assert "Traceback" in details and "noop.py" in details
+    assert noop(spec, store, fail_on="w4-bs64").ran == 1  # failures are retried, successes kept
+
+
+def test_without_generation_an_empty_zoo_is_a_usage_error(tmp_path):
+    spec = load_spec(str(write_spec(tmp_path)))
+    with pytest.raises(UsageError, match="has no models .* drop --no-generate"):
+        run("noop", spec, Store(tmp_path / "home"), plugins=[NOOP], generate_missing=False, show_progress=False)
+
+
+def test_cli_runs_an_installed_plugin_from_an_empty_store_then_resumes(tmp_path):
+    """From nothing: trains, annotates, runs the entry-point plugin, prints the phase table, writes a heatmap."""
+    site = install_example(tmp_path / "site")
+    spec = write_spec(tmp_path, "cli_zoo", epochs=1, seeds=(0, 1), widths=(4,), batch_sizes=(64, 128))
+    env = {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    first = zoobench_cli("run", "--method", "weightnorm", "--zoo", str(spec), "--workers", "1",
+                         home=tmp_path / "home", env=env)
+    assert first.returncode == 0, first.stderr
+    assert "weightnorm on cli_zoo: 2 units computed" in first.stdout
+    assert "by phase" in first.stdout and "weight_norm" in first.stdout
+    heatmap = Path(first.stdout.split("heatmap: ")[1].split()[0])
+    assert heatmap.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    again = zoobench_cli("run", "--method", "weightnorm", "--zoo", str(spec), home=tmp_path / "home", env=env)
+    assert again.returncode == 0 and "0 units computed" in again.stdout and "2 already current" in again.stdout
+
+    failing = zoobench_cli("run", "--method", "noop", "--plugin", NOOP, "--set", "fail_on=w4-bs64", "--zoo",
+                           str(spec), "--no-generate", home=tmp_path / "home")
+    assert failing.returncode == 1
+    assert failing.stderr.startswith("error: 1 of 2 units failed, 1 with: RuntimeError: told to fail on w4-bs64")
+    assert "Traceback" not in failing.stderr
+
+
+def test_cli_bad_method_and_bad_setting_are_one_line_usage_errors(tmp_path):
+    spec = write_spec(tmp_path)
+    unknown = zoobench_cli("run", "--method", "rebasn", "--zoo", str(spec), home=tmp_path / "home")
+    assert unknown.returncode == 2 and unknown.stderr.count("\n") == 1
+    assert "unknown method 'rebasn'; did you mean 'rebasin'?" in unknown.stderr
+    bad = zoobench_cli("run", "--method", "noop", "--plugin", NOOP, "--set", "offset", "--zoo", str(spec),
+                       home=tmp_path / "home")
+    assert bad.returncode == 2 and "--set expects key=value, got 'offset'" in bad.stderr
+
+
+def test_methods_list_shows_plugins_and_warns_about_broken_ones(tmp_path):
+    broken = tmp_path / "broken.py"
+    broken.write_text("raise RuntimeError('boom')\n")
+    listed = zoobench_cli("methods", "list", "--plugin", NOOP, "--plugin", str(broken))
+    assert listed.returncode == 0
+    assert "noop" in listed.stdout and "rebasin" in listed.stdout
+    assert "skipped: RuntimeError: boom (at broken.py:1)" in listed.stderr
