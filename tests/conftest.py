@@ -16,6 +16,7 @@ description = "tiny test zoo"
 
 [data]
 dataset = "digits"
+transfer_target = "digits_shifted"
 
 [model]
 architecture = "mlp"
@@ -105,3 +106,15 @@ def tiny_zoo(tmp_path_factory):
     annotate(spec, store, workers=1, show_progress=False)
     torch.set_num_threads(threads)
     return store.zoo(spec)
+
+
+@pytest.fixture
+def zoo_copy(tiny_zoo, tmp_path):
+    """(spec, store): the session's tiny zoo copied into a fresh store, so a test can write results into it."""
+    import shutil
+
+    from zoobench.store import Store
+
+    store = Store(tmp_path / "home")
+    shutil.copytree(tiny_zoo.path, store.zoo(tiny_zoo.spec).path)
+    return tiny_zoo.spec, store

@@ -114,3 +114,17 @@ def test_config_from_set_values_is_typed_and_checked():
 def test_method_base_class_is_not_a_method():
     assert contract_problems(Method) == ["'name' must be a non-empty string", "'headline' must be a non-empty string",
                                          "'run' is not implemented"]
+
+
+def test_the_readme_plugin_example_is_a_working_plugin(tmp_path, zoo_copy):
+    from zoobench.runner import run
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    example = readme.split("```python\n# weightnorm.py\n")[1].split("```")[0]
+    path = tmp_path / "weightnorm.py"
+    path.write_text(example)
+    spec, store = zoo_copy
+    report = run("weightnorm", spec, store, {"power": "1"}, [str(path)], generate_missing=False, workers=1,
+                 show_progress=False)
+    table = report.table()
+    assert report.failed == {} and len(table) == 4 and (table["weight_norm"] > 0).all()

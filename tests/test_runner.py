@@ -2,8 +2,6 @@
 
 import json
 import os
-import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,14 +12,6 @@ from zoobench.errors import UsageError
 from zoobench.runner import load_results, run
 from zoobench.spec import load_spec
 from zoobench.store import Store
-
-
-@pytest.fixture
-def zoo_copy(tiny_zoo, tmp_path):
-    """The session's tiny zoo copied into a fresh store, so a test can write results into it."""
-    store = Store(tmp_path / "home")
-    shutil.copytree(tiny_zoo.path, store.zoo(tiny_zoo.spec).path)
-    return tiny_zoo.spec, store
 
 
 def noop(spec, store, **settings):

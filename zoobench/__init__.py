@@ -21,6 +21,9 @@ _API = {
     "generate": "zoobench.generate",
     "annotate": "zoobench.annotate",
     "phase_table": "zoobench.phases",
+    "run": "zoobench.runner",
+    "load_results": "zoobench.runner",
+    "Method": "zoobench.method",
 }
 
 __all__ = sorted(_API)
