@@ -73,8 +73,7 @@ def heatmap(table, spec: ZooSpec, metric: str, path: Path, title: str,
         bound = max(abs(low), abs(high)) or 1.0
         limits = (-bound, bound) if signed else (low, high)
     figure, axes = plt.subplots(figsize=(1.0 + 0.75 * len(loads), 1.2 + 0.55 * len(temperatures)))
-    cmap = plt.get_cmap("RdBu" if signed else "viridis").copy()
-    cmap.set_bad("0.85")
+    cmap = plt.get_cmap("RdBu" if signed else "viridis").with_extremes(bad="0.85")
     image = axes.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=limits and limits[0],
                         vmax=limits and limits[1], aspect="auto")
     for i in range(len(temperatures)):
