@@ -1,0 +1,67 @@
+"""Ensemble: average the outputs (logits) of a cell's seeds and compare the ensemble to its members.
+
+The averaged model is a plain module evaluated by the cell's own `evaluate`, so every task works
+unchanged: classification reports loss and accuracy of the averaged logits, the PINN the error of
+the averaged solution. Averaging logits (not probabilities) keeps the ensemble a single network
+output, the quantity a phase diagram of "how different are the seeds' functions" is about.
+
+Keys, for each metric m that `cell.evaluate` returns (loss, acc; loss, rel_l2 for the PINN):
+``ensemble_<m>`` and ``member_<m>`` (mean over members); with accuracy also ``best_member_acc``,
+``gain`` = ensemble_acc - member_acc (the headline) and ``gain_over_best`` = ensemble_acc -
+best_member_acc. Tasks without accuracy have no headline: a loss-based gain would mix scales
+across tasks, so none is invented. ``models`` is the number of members.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from zoobench.errors import ZoobenchError
+from zoobench.method import Cell, Context, Method
+
+
+class MeanOutput(nn.Module):
+    """One module whose output is the mean of its members' outputs (evaluated like any model)."""
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return torch.stack([member(*inputs) for member in self.members]).mean(0)
+
+
+class Ensemble(Method):
+    name = "ensemble"
+    version = "1"
+    headline = "gain"
+    higher_is_better = True
+
+    @dataclass(frozen=True)
+    class Config:
+        members: int = 0  # ensemble the first n healthy seeds (0: all); for ensemble-size studies
+        split: Literal["test", "train"] = "test"  # the split the ensemble and its members are evaluated on
+
+    def run(self, cell: Cell, ctx: Context) -> dict[str, float]:
+        if ctx.config.members < 0:
+            raise ZoobenchError(f"ensemble: members must be >= 0 (0: all seeds), got {ctx.config.members}")
+        wanted = ctx.config.members or len(cell.model_ids)
+        if len(cell.model_ids) < max(2, wanted):
+            raise ZoobenchError(f"ensemble: cell {cell.id} has {len(cell.model_ids)} healthy seed(s), needs "
+                                f"{max(2, wanted)} ({len(cell.diverged)} diverged)")
+        models = [cell.model(model_id) for model_id in cell.model_ids[:wanted]]
+        members = [cell.evaluate(model, ctx.config.split) for model in models]
+        ensemble = cell.evaluate(MeanOutput(models), ctx.config.split)
+        result: dict[str, float] = {"models": float(len(models))}
+        for metric, value in ensemble.items():
+            result[f"ensemble_{metric}"] = value
+            result[f"member_{metric}"] = sum(member[metric] for member in members) / len(members)
+        if "acc" in ensemble:
+            result["best_member_acc"] = max(member["acc"] for member in members)
+            result["gain"] = result["ensemble_acc"] - result["member_acc"]
+            result["gain_over_best"] = result["ensemble_acc"] - result["best_member_acc"]
+        return result
