@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 from pathlib import Path
 from typing import Sequence
 
@@ -79,13 +80,16 @@ def heatmap(table, spec: ZooSpec, metric: str, path: Path, title: str,
     for i in range(len(temperatures)):
         for j in range(len(loads)):
             text = "-" if math.isnan(grid[i, j]) else f"{grid[i, j]:.2g}"
-            axes.text(j, i, text, ha="center", va="center", fontsize=7)
+            red, green, blue, _ = image.cmap(image.norm(grid[i, j])) if text != "-" else (1, 1, 1, 1)
+            dark = 0.299 * red + 0.587 * green + 0.114 * blue < 0.5  # readable on every colour
+            axes.text(j, i, text, ha="center", va="center", fontsize=7, color="white" if dark else "black")
     axes.set_xticks(range(len(loads)), [f"{v:g}" for v in loads])
     axes.set_yticks(range(len(temperatures)), [f"{v:g}" for v in temperatures])
     axes.set_xlabel(f"load: {spec.grid.load.field}")
     axes.set_ylabel(f"temperature: {spec.grid.temperature.field} (hot at the top)")
     per_cell = "/".join(map(str, sorted(counts))) or "0"
-    axes.set_title(f"{title}\n{metric}; {per_cell} models per cell", fontsize=8)
+    wrapped = textwrap.fill(title, width=int(11 * figure.get_figwidth()))
+    axes.set_title(f"{wrapped}\n{metric}; {per_cell} models per cell", fontsize=8)
     figure.colorbar(image, ax=axes, label=metric)
     figure.tight_layout()
     buffer = io.BytesIO()
