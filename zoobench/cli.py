@@ -331,13 +331,16 @@ def _settings(pairs: list[str]) -> dict[str, str]:
 
 def _print_run(report, spec) -> None:
     """The results grid of the headline metric, the phase-resolved table and the heatmap's path."""
+    from rich.markup import escape
+
     from zoobench.method import config_table
     from zoobench.report import heatmap, phase_summary
 
     method, results = report.method, report.results
     table = report.table()
     config = ", ".join(f"{k}={v}" for k, v in config_table(report.config).items()) or "no options"
-    title = f"{spec.name} ({spec.fingerprint}) | {method.name} v{method.version} [{results.config_hash}]: {config}"
+    title = f"{spec.name} ({spec.fingerprint}) | {method.name} v{method.version}, config {results.config_hash}: {config}"
+    shown = escape(title)  # config values may hold brackets that rich would read as markup
     console.print(f"{method.name} on {spec.name}: {report.ran} units computed in {report.seconds:.0f}s, "
                   f"{report.current} already current, {len(report.failed)} failed; results: {results.folder}",
                   soft_wrap=True)
@@ -349,7 +352,7 @@ def _print_run(report, spec) -> None:
     headline = method.headline
     direction = "higher is better" if method.higher_is_better else "lower is better"
     if method.scope == "zoo":
-        units = Table("unit", *metrics, title=title)
+        units = Table("unit", *metrics, title=shown)
         for row in table.to_dict("records"):
             units.add_row(row["unit"], *(_number(row.get(m)) for m in metrics))
         units.add_row("[bold]mean", *(_number(table[m].mean()) for m in metrics))
@@ -361,7 +364,7 @@ def _print_run(report, spec) -> None:
     console.print(_grid(spec, f"{headline} ({direction}); colour = phase", texts))
     summary = phase_summary(table, metrics)
     by_phase = Table("metric", *(f"{r['phase']} ({r['cells']} cells, {r['models']} models)"
-                                 for r in summary.to_dict("records")), title=f"by phase: {title}")
+                                 for r in summary.to_dict("records")), title=f"by phase: {shown}")
     for metric in [headline, *[m for m in metrics if m != headline]]:
         by_phase.add_row(metric, *(f"{_number(r[f'{metric} mean'])} ± {_number(r[f'{metric} std'])}"
                                    for r in summary.to_dict("records")))
