@@ -44,6 +44,14 @@ def test_fingerprint_is_stable_and_changes_with_any_training_field(tmp_path):
     assert spec.with_overrides({"grid.seeds": [0, 1, 2]}).fingerprint == spec.fingerprint
 
 
+def test_transfer_target_is_not_part_of_the_zoo_identity(tmp_path):
+    spec = read_spec_file(write_spec(tmp_path))
+    targets = [spec.with_overrides({"data.transfer_target": target}) for target in (None, "digits_shifted", "stl10")]
+    assert [t.data.transfer_target for t in targets] == [None, "digits_shifted", "stl10"]
+    assert {t.fingerprint for t in targets} == {spec.fingerprint}
+    assert spec.with_overrides({"data.dataset": "digits_shifted"}).fingerprint != spec.fingerprint
+
+
 def test_model_recipe_sets_the_axes_and_ids_read_like_the_paper(tmp_path):
     spec = read_spec_file(write_spec(tmp_path))
     keys = model_keys(spec)

@@ -24,7 +24,7 @@ SHRINK = {"owt_gpt2": {"model.layers": 2, "data.block_size": 16, "training.steps
 def test_every_zoo_trains_a_micro_cell(spec, tmp_path):
     micro = spec.with_overrides({**MICRO, **SHRINK.get(spec.name, {})})
     data_root = tmp_path / "data"
-    for dataset in {micro.data.dataset, micro.data.transfer_target} - {None, "digits", "convection"}:
+    for dataset in {micro.data.dataset, micro.data.transfer_target} - {None, "digits", "digits_shifted", "convection"}:
         fabricate(dataset, data_root)
     load, temperature = micro.grid.load.values[0], micro.grid.temperature.values[0]
     store = Store(tmp_path / "home")

@@ -1,9 +1,10 @@
 """scikit-learn's bundled 8x8 digits: the embedded default dataset, no download needed.
 
-``digits_shifted`` is its transfer target: the same images, each translated by its own random
-offset (zero fill) and mirrored left to right. The classes stay the digits, but every pixel a
-digits model learned to read has moved, so a source model must adapt its features (not only its
-head) and a model trained from scratch starts with nothing to reuse.
+``digits_shifted`` is its transfer target: the same images and classes, every image moved by one
+pixel in a random direction (zero fill). A model that reads pixels where it was trained to find
+them (an MLP does) loses most of its accuracy on it (about 0.9 -> 0.3 for the digits zoo's good
+cells), so it has to adapt its features, not only its head; a model trained from scratch on it
+starts with nothing to reuse.
 """
 
 from __future__ import annotations
@@ -25,15 +26,14 @@ def load(info: DatasetInfo, options: dict[str, Any], data_root: Path | None) -> 
 
 
 def load_shifted(info: DatasetInfo, options: dict[str, Any], data_root: Path | None) -> InMemoryClassification:
-    """The digits split with each image shifted by up to ``max_shift`` pixels and mirrored.
+    """The digits split with every image moved by one pixel, in one of the 8 directions.
 
     With the default split options the split is the one `digits` uses, so no target test image is
-    a transformed copy of an image a source model was trained on.
+    a shifted copy of an image a source model was trained on.
     """
     x_train, x_test, y_train, y_test = _split(info, options)
     rng = np.random.default_rng(options["shift_seed"])
-    x_train, x_test = (_shift_and_mirror(x, options["max_shift"], rng) for x in (x_train, x_test))
-    return _dataset(x_train, y_train, x_test, y_test)
+    return _dataset(_shift(x_train, rng), y_train, _shift(x_test, rng), y_test)
 
 
 def _split(info: DatasetInfo, options: dict[str, Any]) -> list[np.ndarray]:
@@ -46,13 +46,14 @@ def _split(info: DatasetInfo, options: dict[str, Any]) -> list[np.ndarray]:
                             stratify=labels)
 
 
-def _shift_and_mirror(images: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.ndarray:
-    """(N, C, H, W) images, each translated by its own offset in [-max_shift, max_shift]^2, then flipped."""
-    n, _, height, width = images.shape
-    padded = np.pad(images, ((0, 0), (0, 0), (max_shift, max_shift), (max_shift, max_shift)))
-    offsets = rng.integers(0, 2 * max_shift + 1, size=(n, 2))
-    shifted = np.stack([padded[i, :, dy:dy + height, dx:dx + width] for i, (dy, dx) in enumerate(offsets)])
-    return np.ascontiguousarray(shifted[..., ::-1])
+def _shift(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(N, C, H, W) images, each translated by its own offset (dy, dx) != (0, 0) in {-1, 0, 1}^2, zero fill."""
+    _, _, height, width = images.shape
+    offsets = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
+    padded = np.pad(images, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    chosen = rng.integers(0, len(offsets), size=len(images))
+    return np.stack([padded[i, :, 1 - dy:1 - dy + height, 1 - dx:1 - dx + width]
+                     for i, (dy, dx) in enumerate(offsets[c] for c in chosen)])
 
 
 def _dataset(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray) -> InMemoryClassification:
