@@ -15,8 +15,8 @@ name = "{name}"
 description = "tiny test zoo"
 
 [data]
-dataset = "digits"
 transfer_target = "digits_shifted"
+dataset = "digits"
 
 [model]
 architecture = "mlp"
