@@ -83,12 +83,13 @@ def test_a_class_breaking_the_contract_is_reported(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("from dataclasses import dataclass\nfrom zoobench.method import Method\n"
                    "class Bad(Method):\n    name = 'bad method'\n    headline = ''\n"
-                   "    @dataclass(frozen=True)\n    class Config:\n        steps: int\n")
+                   "    scope = 'zoo'\n    @dataclass(frozen=True)\n    class Config:\n        steps: int\n")
     found = discover([str(bad)])
     assert "bad method" not in found.names()
     error = {b.origin: b.error for b in found.broken}[str(bad)]
     for problem in ("'headline' must be a non-empty string", "letters, digits and underscores",
-                    "every field of 'Config' needs a default", "'run' is not implemented"):
+                    "every field of 'Config' needs a default", "'run' is not implemented",
+                    "scope 'zoo' must define units(config)"):
         assert problem in error
 
 

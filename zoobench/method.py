@@ -86,6 +86,8 @@ def contract_problems(method: type) -> list[str]:
         problems.append(f"'scope' must be 'cell' or 'zoo', got {method.scope!r}")
     if method.run is Method.run:
         problems.append("'run' is not implemented")
+    if method.scope == "zoo" and method.units is Method.units:
+        problems.append("a method with scope 'zoo' must define units(config)")
     return problems
 
 
