@@ -78,6 +78,7 @@ def test_cli_runs_an_installed_plugin_from_an_empty_store_then_resumes(tmp_path)
     first = zoobench_cli("run", "--method", "weightnorm", "--zoo", str(spec), "--workers", "1",
                          home=tmp_path / "home", env=env)
     assert first.returncode == 0, first.stderr
+    assert "cli_zoo: trained 4 models" in first.stdout and "annotated 2 cells with mc" in first.stdout
     assert "weightnorm on cli_zoo: 2 units computed" in first.stdout
     assert "by phase" in first.stdout and "weight_norm" in first.stdout
     heatmap = Path(first.stdout.split("heatmap: ")[1].split()[0])

@@ -341,6 +341,8 @@ def _print_run(report, spec) -> None:
     config = ", ".join(f"{k}={v}" for k, v in config_table(report.config).items()) or "no options"
     title = f"{spec.name} ({spec.fingerprint}) | {method.name} v{method.version}, config {results.config_hash}: {config}"
     shown = escape(title)  # config values may hold brackets that rich would read as markup
+    for line in report.prepared:
+        console.print(f"{spec.name}: {line}")
     console.print(f"{method.name} on {spec.name}: {report.ran} units computed in {report.seconds:.0f}s, "
                   f"{report.current} already current, {len(report.failed)} failed; results: {results.folder}",
                   soft_wrap=True)

@@ -33,6 +33,7 @@ class RunReport:
     current: int = 0  # units whose stored result was still valid
     failed: dict[str, str] = field(default_factory=dict)  # unit -> one-line error
     skipped: dict[str, str] = field(default_factory=dict)  # unit -> why the method was not run on it
+    prepared: list[str] = field(default_factory=list)  # what was trained and annotated first
     seconds: float = 0.0
 
     def table(self):
@@ -54,18 +55,18 @@ def run(method: str, spec: ZooSpec, store: Store | None = None, settings: dict[s
     epoch = spec.metric_epoch if epoch is None else epoch
     if epoch not in spec.stored_epochs:
         raise UsageError(f"epoch {epoch} is not stored by {spec.name}; stored: {', '.join(map(str, spec.stored_epochs))}")
-    if generate_missing:
-        _complete(spec, store, method_class, epoch, workers, data_root, device, show_progress)
-    elif not zoo.models():
+    if not generate_missing and not zoo.models():
         raise UsageError(f"zoo {spec.name} has no models in {zoo.path}; drop --no-generate or run "
                          f"`zoobench zoo generate {spec.name}`")
+    prepared = _complete(spec, store, method_class, epoch, workers, data_root, device, show_progress) \
+        if generate_missing else []
     from zoobench.annotations import checkpoint_hashes
     from zoobench.cells import cell_annotations, model_annotations
 
     annotations, per_model = cell_annotations(zoo, epoch), model_annotations(zoo, epoch)
     hashes = checkpoint_hashes(zoo, epoch)
     results = MethodResults(zoo, method_class, config, epoch)
-    report = RunReport(method_class, config, results)
+    report = RunReport(method_class, config, results, prepared=prepared)
     units = _units(method_class, config, hashes, annotations, per_model, report)
     todo = [(unit, inputs) for unit, inputs in units.items() if not results.is_current(unit, inputs)]
     report.current = len(units) - len(todo)
@@ -86,8 +87,9 @@ def run(method: str, spec: ZooSpec, store: Store | None = None, settings: dict[s
     return report
 
 
-def _complete(spec, store, method_class, epoch, workers, data_root, device, show_progress) -> None:
-    """Train missing models and compute missing annotations (both resume and skip what is done)."""
+def _complete(spec, store, method_class, epoch, workers, data_root, device, show_progress) -> list[str]:
+    """Train missing models and compute missing annotations (both resume and skip what is done);
+    returns one line for each step that did something."""
     from zoobench.annotate import annotate
     from zoobench.errors import ZoobenchError
     from zoobench.generate import generate
@@ -99,7 +101,14 @@ def _complete(spec, store, method_class, epoch, workers, data_root, device, show
         raise ZoobenchError(f"{len(generation.failed)} models of {spec.name} failed to train (e.g. {model}: {error}); "
                             f"fix the cause and re-run to resume")
     metrics = tuple(dict.fromkeys((*PHASE_METRICS, *method_class.needs)))
-    annotate(spec, store, metrics, epoch, workers, data_root, device, show_progress)
+    annotation = annotate(spec, store, metrics, epoch, workers, data_root, device, show_progress)
+    done = []
+    if generation.trained or generation.diverged:
+        done.append(f"trained {len(generation.trained) + len(generation.diverged)} models in "
+                    f"{generation.seconds:.0f}s ({len(generation.diverged)} diverged)")
+    done += [f"annotated {count} cells with {metric} in {annotation.seconds[metric]:.0f}s"
+             for metric, count in annotation.done.items() if count]
+    return done
 
 
 def _units(method_class, config, hashes, annotations, per_model, report) -> dict[str, str]:
