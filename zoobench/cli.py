@@ -26,6 +26,9 @@ methods_app = typer.Typer(help="Method plugins: built-in, installed and local.",
 app.add_typer(methods_app, name="methods")
 data_app = typer.Typer(help="Datasets: where they are expected and how to get them.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+leaderboard_app = typer.Typer(help="Result tables per phase and cell, method comparisons, published leaderboards.",
+                              no_args_is_help=True)
+app.add_typer(leaderboard_app, name="leaderboard")
 
 console = Console()
 errors = Console(stderr=True)
@@ -400,6 +403,161 @@ def data_download(
         return
     load_target(info.download, f"dataset '{dataset}'")(info, data_root)
     console.print(f"{dataset} is in {data_root}")
+
+
+# ---- leaderboard ------------------------------------------------------------------------------------
+
+OUTCOME_STYLE = {"win": ("W", "green"), "tie": ("T", "yellow"), "loss": ("L", "red"), "missing": ("-", "dim")}
+
+
+@leaderboard_app.command("show")
+def leaderboard_show(
+    zoo: str = typer.Option(..., "--zoo", "-z", help="Zoo name or spec file."),
+    method: Optional[str] = typer.Option(None, "--method", "-m", help="One method in detail (default: the headline "
+                                         "of every method with stored results, per phase)."),
+    format: str = typer.Option("rich", "--format", help="rich, csv, markdown or json."),
+    which: str = typer.Option("both", "--table", help="With --method: phases, cells or both."),
+    settings: Optional[list[str]] = typer.Option(None, "--set", help="Method option of --method, key=value "
+                                                 "(repeatable; default: the default config)."),
+    plugins: Optional[list[str]] = PluginOption,
+    epoch: Optional[int] = typer.Option(None, "--epoch", help="Stored epoch (default: the spec's)."),
+    home: Optional[Path] = HomeOption,
+) -> None:
+    """Stored results as tables: per phase (mean, std, the headline's bootstrap CI) and per cell. Runs nothing."""
+    from zoobench import leaderboard, tables
+    from zoobench.errors import UsageError
+
+    if format not in tables.FORMATS:
+        raise UsageError(f"unknown format '{format}'; valid: {', '.join(tables.FORMATS)}")
+    if which not in ("phases", "cells", "both"):
+        raise UsageError(f"unknown table '{which}'; valid: phases, cells, both")
+    if settings and not method:
+        raise UsageError("--set needs --method")
+    store = _store(home)
+    spec = store.resolve(zoo)
+    if method:
+        board = leaderboard.from_store(method, spec, store, _settings(settings or []), plugins or [], epoch)
+        if format != "rich":
+            print(leaderboard.render_board(board, format, which), end="")
+            return
+        _print_board(board, spec, which)
+        return
+    names = leaderboard.stored_methods(spec, store, plugins or [], epoch)
+    if not names:
+        raise ZoobenchError(f"no method has stored results of its default config on {spec.name} in {store.home}; "
+                            f"run `zoobench run --method M --zoo {spec.name}` first")
+    boards = [leaderboard.from_store(name, spec, store, None, plugins or [], epoch) for name in names]
+    if format != "rich":
+        print(leaderboard.render_overview(boards, format), end="")
+        return
+    grid = leaderboard.overview_grid(leaderboard.overview(boards))
+    table = Table(title=f"{spec.name} ({spec.fingerprint}): headline per phase (↑ higher, ↓ lower is better), "
+                  f"mean [{tables.CI_NOTE}] n=cells; default configs")
+    for index, column in enumerate(grid.columns):
+        table.add_column(column, no_wrap=index < 2)
+    for row in grid.itertuples(index=False, name=None):
+        name, headline, *phases = map(str, row)
+        headline = headline.replace(" (higher is better)", " ↑").replace(" (lower is better)", " ↓")
+        table.add_row(name, headline, *(v.replace(" [", "\n[").replace("] ", "]\n") for v in phases))
+    console.print(table)
+
+
+def _print_board(board, spec, which: str) -> None:
+    """One method's results: the headline over the grid coloured by phase, the phase table, the cells."""
+    from rich.markup import escape
+
+    from zoobench import tables
+
+    p = board.provenance
+    direction = "higher is better" if board.higher_is_better else "lower is better"
+    console.print(f"{escape(board.title)}; epoch {p['epoch']}; {p['ok_units']}/{p['units']} units ok, "
+                  f"{p['models']} models; results: {board.source}", soft_wrap=True, highlight=False)
+    cells, phases = board.cells(), board.phases()
+    if board.scope != "zoo" and which == "both":
+        texts = {row["unit"]: (_number(row.get(board.headline)) if row["status"] == "ok" else "fail",
+                               PHASE_STYLE.get(row.get("phase"), "dim") if row["status"] == "ok" else "red")
+                 for row in cells.to_dict("records")}
+        console.print(_grid(spec, f"{board.headline} ({direction}); colour = phase", texts))
+    if which in ("phases", "both"):
+        unit = "units" if board.scope == "zoo" else "cells"
+        grid = tables.phase_grid(phases, board.headline, unit=unit)
+        shown = Table(*grid.columns, title=escape(f"by phase: {board.method}; mean ± std over {unit}; "
+                                                  f"{tables.CI_NOTE.replace('cells', unit)}"))
+        for row in grid.itertuples(index=False, name=None):
+            shown.add_row(*(escape(str(v)) if isinstance(v, str) else "" for v in row))
+        console.print(shown)
+    if which == "cells" or (which == "both" and board.scope == "zoo"):
+        if which == "both":  # the zoo-scope overview: the headline per unit
+            cells = cells[[c for c in ("unit", "status", "n_models", board.headline) if c in cells]]
+        what = "per unit" if board.scope == "zoo" else "per cell (seed means)"
+        shown = Table(*cells.columns, title=escape(f"{board.method} {what}"))
+        for row in cells.itertuples(index=False, name=None):
+            shown.add_row(*(_number(v) if isinstance(v, float) else str(v) for v in row))
+        console.print(shown)
+
+
+@leaderboard_app.command("compare")
+def leaderboard_compare(
+    first: str = typer.Argument(..., help="Method name (its stored results) or a published leaderboard folder."),
+    second: str = typer.Argument(..., help="Method name or published leaderboard folder (e.g. "
+                                 "leaderboards/digits_mlp/rebasin)."),
+    zoo: str = typer.Option(..., "--zoo", "-z", help="Zoo name or spec file."),
+    metric: Optional[str] = typer.Option(None, "--metric", help="Compare on this metric (both must report it)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for the figure and tables (default: the zoo's "
+                                       "comparisons/ folder in the store)."),
+    plugins: Optional[list[str]] = PluginOption,
+    epoch: Optional[int] = typer.Option(None, "--epoch", help="Stored epoch (default: the spec's)."),
+    home: Optional[Path] = HomeOption,
+) -> None:
+    """Two methods side by side on shared colour limits, their difference (ties hatched), wins/ties/losses per phase."""
+    from rich.markup import escape
+
+    from zoobench.leaderboard import compare
+
+    store = _store(home)
+    spec = store.resolve(zoo)
+    result = compare(first, second, spec, store, metric, out, plugins or [], epoch)
+    a, b = result.first.label, result.second.label
+    better = "higher" if result.higher_is_better else "lower"
+    console.print(escape(f"{a} vs {b} on {result.metric} ({better} is better); first: {result.first.title}; "
+                         f"second: {result.second.title}"), soft_wrap=True, highlight=False)
+    console.print(escape(f"a tie is |{a} - {b}| <= the cell's seed noise: {result.noise_source}"),
+                  soft_wrap=True, highlight=False)
+    texts = {row["unit"]: (OUTCOME_STYLE[row["outcome"]][0] + (f"{row['difference']:+.2f}"
+                                                               if row["outcome"] != "missing" else ""),
+                           OUTCOME_STYLE[row["outcome"]][1]) for row in result.cells.to_dict("records")}
+    console.print(_grid(spec, escape(f"{a} - {b}: W = {a} better beyond seed noise, T = tie, L = {b} better"),
+                        texts))
+    wins = Table("phase", "cells", f"wins ({a})", "ties", f"losses ({a})", "missing", f"mean {a} - {b}",
+                 title=escape(f"{result.metric}: wins/ties/losses of {a} against {b} per phase"))
+    for row in result.phases.to_dict("records"):
+        wins.add_row(f"[{PHASE_STYLE.get(row['phase'], 'bold')}]{row['phase']}", str(row["cells"]),
+                     str(row["wins"]), str(row["ties"]), str(row["losses"]), str(row["missing"]),
+                     _number(row["mean_difference"]))
+    console.print(wins)
+    for name, path in result.files.items():
+        console.print(f"{name}: {path}", soft_wrap=True, highlight=False)
+
+
+@leaderboard_app.command("publish")
+def leaderboard_publish(
+    zoo: str = typer.Option(..., "--zoo", "-z", help="Zoo name or spec file."),
+    methods: Optional[list[str]] = typer.Option(None, "--method", "-m", help="Method to publish (repeatable; "
+                                                "default: every built-in method with stored results)."),
+    out: Path = typer.Option(Path("leaderboards"), "--out", help="Leaderboards folder."),
+    plugins: Optional[list[str]] = PluginOption,
+    epoch: Optional[int] = typer.Option(None, "--epoch", help="Stored epoch (default: the spec's)."),
+    home: Optional[Path] = HomeOption,
+) -> None:
+    """Write the stored default-config results as a leaderboard (CSV, Markdown, PNG) and its index. Runs nothing."""
+    from zoobench.leaderboard import publish
+
+    store = _store(home)
+    spec = store.resolve(zoo)
+    report = publish(spec, store, methods or None, out, plugins or [], epoch)
+    for folder in report.folders:
+        console.print(f"published {folder}", soft_wrap=True, highlight=False)
+    console.print(f"index: {report.index}", soft_wrap=True, highlight=False)
 
 
 def main() -> None:

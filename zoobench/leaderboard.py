@@ -1,0 +1,609 @@
+"""Leaderboards: show, publish and compare the stored results of methods on a zoo.
+
+A *board* is one method's results on one zoo (one version, config and epoch): read from the store
+(`from_store`) or from a published leaderboard folder (`from_folder`). Publishing writes, per zoo and
+method, a folder that is a pure function of the stored results (no timestamps, no absolute paths,
+numbers at 6 significant digits, deterministic PNGs), so republishing from the same store gives the
+same bytes::
+
+    <out>/README.md                       index: every zoo and method, headline per phase, how to regenerate
+    <out>/<zoo>/seed_noise.csv            per cell: seeds, mean and std (ddof=1) of test accuracy
+    <out>/<zoo>/<method>/provenance.json  zoo, fingerprint, method, version, config, config hash, epoch,
+                                          headline, direction, scope, units, models, zoobench version
+    <out>/<zoo>/<method>/cells.csv|.md    per cell: position, phase, status, models, every number
+    <out>/<zoo>/<method>/phases.csv|.md   per phase and over all cells: cells, models, mean, std of every
+                                          number; the headline's 95% CI (bootstrap over cells)
+    <out>/<zoo>/<method>/heatmap.png      the headline over the grid
+    (zoo-scope methods such as probe: units.csv|.md and summary.csv|.md over their splits, no heatmap)
+
+Comparing two boards (`compare`) puts both on a shared metric, draws them side by side with shared
+colour limits next to the difference (first - second), and counts per phase the cells where the
+first is better beyond seed noise (wins), within it (ties) or worse (losses). Seed noise of a cell
+is the standard deviation (ddof=1) of its seeds' test accuracies in the eval annotation: a method
+returns only seed means, so this is the scale on which two seed-mean results are told apart.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from zoobench import atomic, tables
+from zoobench.errors import UsageError, ZoobenchError
+from zoobench.phases import PHASES
+from zoobench.spec import ZooSpec
+from zoobench.store import Store
+
+PROVENANCE = "provenance.json"
+NOISE = "seed_noise.csv"
+CELL_FILES = ("provenance.json", "cells.csv", "cells.md", "phases.csv", "phases.md", "heatmap.png")
+ZOO_FILES = ("provenance.json", "units.csv", "units.md", "summary.csv", "summary.md")
+PUBLISH_COMMAND = "zoobench leaderboard publish --zoo {zoo} --out leaderboards"
+LOWER_IS_BETTER = ("loss", "barrier", "error")  # name fragments of metrics that are no method's headline
+
+
+@dataclass
+class Board:
+    """One method's results on one zoo: provenance and the per-unit table (as `tables.cell_table`)."""
+
+    provenance: dict[str, Any]
+    table: Any  # pandas: unit, load, temperature, phase, status, n_models, then the numbers
+    source: str  # where it was read from
+    published: bool = False
+
+    @property
+    def method(self) -> str:
+        return self.provenance["method"]
+
+    @property
+    def headline(self) -> str:
+        return self.provenance["headline"]
+
+    @property
+    def higher_is_better(self) -> bool:
+        return bool(self.provenance["higher_is_better"])
+
+    @property
+    def scope(self) -> str:
+        return self.provenance["scope"]
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} (published)" if self.published else self.method
+
+    @property
+    def title(self) -> str:
+        p = self.provenance
+        config = ", ".join(f"{k}={v}" for k, v in p["config"].items()) or "no options"
+        origin = " (published)" if self.published else ""
+        return (f"{p['zoo']} ({p['fingerprint']}) | {p['method']} v{p['version']}{origin}, config {p['config_hash']}: "
+                f"{config}")
+
+    def metrics(self) -> list[str]:
+        return tables.metrics(self.table, self.headline)
+
+    def cells(self):
+        return tables.cell_table(self.table, self.headline)
+
+    def phases(self, resamples: int = tables.RESAMPLES):
+        return tables.phase_table(self.table, self.headline, self.scope, resamples)
+
+
+# ---- reading boards ---------------------------------------------------------------------------------
+
+
+def provenance(results) -> dict[str, Any]:
+    """What a published board says about where its numbers come from: nothing machine- or time-dependent."""
+    from zoobench import __version__
+
+    table = results.table()
+    ok = table[table["status"] == "ok"] if not table.empty else table
+    models = 0 if ok.empty else int(ok["n_models"].max() if results.method.scope == "zoo" else ok["n_models"].sum())
+    return {"zoo": results.zoo.spec.name, "fingerprint": results.zoo.spec.fingerprint,
+            "method": results.method.name, "version": results.method.version, "config": results.config,
+            "config_hash": results.config_hash, "epoch": results.epoch, "headline": results.method.headline,
+            "higher_is_better": results.method.higher_is_better, "scope": results.method.scope,
+            "units": len(table), "ok_units": len(ok), "models": models, "zoobench": __version__}
+
+
+def from_store(method: str, spec: ZooSpec, store: Store | None = None, settings: dict[str, str] | None = None,
+               plugins: Sequence[str] = (), epoch: int | None = None) -> Board:
+    """The stored results of `method` (with `settings`, default config otherwise) on the zoo; nothing is run."""
+    from zoobench.method import make_config
+    from zoobench.plugins import discover
+    from zoobench.results import MethodResults
+    from zoobench.runner import results_table
+
+    method_class = discover(plugins).get(method)
+    epoch = spec.metric_epoch if epoch is None else epoch
+    store = store or Store()
+    results = MethodResults(store.zoo(spec), method_class, make_config(method_class, settings), epoch)
+    table = results_table(results)
+    if table.empty:
+        sets = "".join(f" --set {k}={v}" for k, v in (settings or {}).items())
+        raise ZoobenchError(f"no stored results of {method} (config {results.config_hash}) on {spec.name} in "
+                            f"{store.home}; run `zoobench run --method {method} --zoo {spec.name}{sets}` first")
+    return Board(provenance(results), tables.cell_table(table, method_class.headline), str(results.folder))
+
+
+def from_folder(path: str | Path, spec: ZooSpec | None = None) -> Board:
+    """A published board (a leaderboard method folder); with `spec`, it must be of that zoo and fingerprint."""
+    import pandas as pd
+
+    folder = Path(path)
+    try:
+        meta = json.loads((folder / PROVENANCE).read_text())
+    except (OSError, ValueError):
+        raise UsageError(f"{folder} is not a published leaderboard folder: no readable {PROVENANCE} "
+                         f"(expected e.g. leaderboards/<zoo>/<method>/)") from None
+    name = "units.csv" if meta.get("scope") == "zoo" else "cells.csv"
+    try:
+        table = pd.read_csv(folder / name, keep_default_na=False, na_values=[""])
+    except (OSError, ValueError) as error:
+        raise UsageError(f"{folder}: cannot read {name}: {error}") from None
+    if spec is not None and (meta.get("zoo"), meta.get("fingerprint")) != (spec.name, spec.fingerprint):
+        raise UsageError(f"{folder} holds results on {meta.get('zoo')} ({meta.get('fingerprint')}), not on "
+                         f"{spec.name} ({spec.fingerprint}); compare results on the same zoo")
+    return Board(meta, tables.cell_table(table, meta["headline"]), str(folder), published=True)
+
+
+def board(side: Any, spec: ZooSpec, store: Store | None = None, plugins: Sequence[str] = (),
+          epoch: int | None = None) -> Board:
+    """A Board as given, a published folder (a path holding provenance.json), or a method name (the store)."""
+    if isinstance(side, Board):
+        return side
+    text = str(side)
+    if isinstance(side, Path) or "/" in text or "\\" in text or (Path(text) / PROVENANCE).exists():
+        return from_folder(text, spec)
+    return from_store(text, spec, store, None, plugins, epoch)
+
+
+def stored_methods(spec: ZooSpec, store: Store | None = None, plugins: Sequence[str] = (),
+                   epoch: int | None = None, builtin_only: bool = False) -> list[str]:
+    """Methods with stored results of their default config on the zoo (alphabetical)."""
+    from zoobench.method import make_config
+    from zoobench.plugins import discover
+    from zoobench.results import MethodResults
+
+    found = discover(plugins)
+    zoo = (store or Store()).zoo(spec)
+    epoch = spec.metric_epoch if epoch is None else epoch
+    names = []
+    for name in found.names():
+        method = found.get(name)
+        if builtin_only and not method.__module__.startswith("zoobench.methods"):
+            continue
+        if MethodResults(zoo, method, make_config(method), epoch).records():
+            names.append(name)
+    return names
+
+
+def overview(boards: Sequence[Board]):
+    """Headline per method and phase (tidy): method, version, config_hash, headline, higher_is_better,
+    phase, cells, models, mean, std, ci_low, ci_high."""
+    import pandas as pd
+
+    frames = []
+    for b in boards:
+        rows = tables.headline_rows(b.phases(), b.headline)
+        frames.append(rows.drop(columns="metric").assign(
+            method=b.method, version=b.provenance["version"], config_hash=b.provenance["config_hash"],
+            headline=b.headline, higher_is_better=b.higher_is_better))
+    columns = ["method", "version", "config_hash", "headline", "higher_is_better", "phase", "cells", "models", "mean",
+               "std", "ci_low", "ci_high"]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+
+def overview_grid(table):
+    """The overview turned for reading: one row per method, one column per phase, "mean [ci] n=cells"."""
+    import pandas as pd
+
+    phases = [p for p in (*PHASES, tables.ALL) if (table["phase"] == p).any()]
+    rows = []
+    for method, part in table.groupby("method", sort=True):
+        first = part.iloc[0]
+        better = "higher" if first["higher_is_better"] else "lower"
+        row = {"method": method, "headline": f"{first['headline']} ({better} is better)"}
+        for r in part.to_dict("records"):
+            row[r["phase"]] = (f"{tables.number(r['mean'], 3)} [{tables.number(r['ci_low'], 3)}, "
+                               f"{tables.number(r['ci_high'], 3)}] n={r['cells']}")
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["method", "headline", *phases]).fillna("")
+
+
+def render_board(b: Board, format: str, which: str = "both") -> str:
+    """A board's tables as csv, markdown or json text: `which` is "phases", "cells" or "both"."""
+    if which not in ("phases", "cells", "both"):
+        raise UsageError(f"unknown table '{which}'; valid: phases, cells, both")
+    if format not in ("csv", "markdown", "json"):
+        raise UsageError(f"unknown format '{format}'; valid: {', '.join(tables.FORMATS)}")
+    named = {"phases": b.phases(), "cells": b.cells()}
+    if format == "json":
+        chosen = {k: v for k, v in named.items() if which in (k, "both")}
+        return tables.to_json({"provenance": b.provenance, "ci": tables.CI_NOTE, **chosen})
+    stems = {"phases": "summary", "cells": "units"} if b.scope == "zoo" else {"phases": "phases", "cells": "cells"}
+    if format == "csv":
+        if which != "both":
+            return tables.to_csv(named[which])
+        return (f"# phases ({tables.CI_NOTE})\n{tables.to_csv(named['phases'])}\n"
+                f"# cells\n{tables.to_csv(named['cells'])}")
+    return "\n".join(f"{_header(b, stems[k])}\n{_markdown(b, stems[k], named[k])}"
+                     for k in ("phases", "cells") if which in (k, "both"))
+
+
+def render_overview(boards: Sequence[Board], format: str) -> str:
+    """The headline of every board per phase as csv, markdown (one row per method) or json text."""
+    table = overview(boards)
+    if format == "markdown":
+        return f"Headline per phase: mean [{tables.CI_NOTE}] n=cells\n\n{tables.to_markdown(overview_grid(table))}"
+    if format == "json":
+        return tables.to_json({"ci": tables.CI_NOTE, "methods": {b.method: b.provenance for b in boards},
+                               "headlines": table})
+    return tables.render(table, format)
+
+
+# ---- seed noise -------------------------------------------------------------------------------------
+
+
+def seed_noise(spec: ZooSpec, store: Store | None = None, epoch: int | None = None):
+    """Per cell: how many seeds, mean and standard deviation (ddof=1) of their test accuracy (eval annotation)."""
+    import pandas as pd
+
+    from zoobench.annotations import Annotations
+
+    columns = ["unit", "seeds", "test_acc_mean", "test_acc_std"]
+    models = Annotations((store or Store()).zoo(spec), "eval", epoch).models()
+    if models.empty or "test_acc" not in models:
+        return pd.DataFrame(columns=columns)
+    grouped = models.groupby("cell_id", sort=True)["test_acc"]
+    frame = pd.DataFrame({"unit": list(grouped.groups), "seeds": grouped.count().tolist(),
+                          "test_acc_mean": grouped.mean().tolist(), "test_acc_std": grouped.std(ddof=1).tolist()})
+    return _grid_order(frame, spec)[columns]
+
+
+def _grid_order(frame, spec: ZooSpec):
+    from zoobench.grid import cells
+
+    order = {c.id: i for i, c in enumerate(sorted(cells(spec), key=lambda c: (c.load, c.temperature)))}
+    return frame.assign(_order=[order.get(u, len(order)) for u in frame["unit"]]).sort_values(
+        ["_order", "unit"], kind="stable").drop(columns="_order").reset_index(drop=True)
+
+
+# ---- publishing -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Published:
+    folders: list[Path] = field(default_factory=list)
+    index: Path | None = None
+
+
+def publish(spec: ZooSpec, store: Store | None = None, methods: Sequence[str] | None = None,
+            out: str | Path = "leaderboards", plugins: Sequence[str] = (), epoch: int | None = None) -> Published:
+    """Write the leaderboard of the stored default-config results of `methods` (default: every built-in
+    method that has results) on the zoo into `out/<zoo>/`, and the index `out/README.md`. Runs nothing."""
+    from zoobench.plugins import discover
+
+    store = store or Store()
+    out = Path(out)
+    report = Published()
+    if methods:
+        found = discover(plugins)
+        for name in methods:
+            found.get(name)  # unknown names fail with the valid ones listed
+        names = list(dict.fromkeys(methods))
+    else:
+        names = stored_methods(spec, store, plugins, epoch, builtin_only=True)
+        if not names:
+            raise ZoobenchError(f"no built-in method has stored results on {spec.name} in {store.home}; run "
+                                f"`zoobench run --method M --zoo {spec.name}` first")
+    boards = [from_store(name, spec, store, None, plugins, epoch) for name in names]  # all found before writing
+    noise = seed_noise(spec, store, epoch)
+    zoo_folder = out / spec.name
+    if not noise.empty:
+        atomic.write_text(zoo_folder / NOISE, tables.to_csv(noise))
+    for b in boards:
+        report.folders.append(write_board(b, spec, zoo_folder / b.method))
+    report.index = write_index(out)
+    return report
+
+
+def write_board(b: Board, spec: ZooSpec, folder: Path) -> Path:
+    """One method's leaderboard folder (files not part of the format are removed)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = json.dumps(b.provenance, sort_keys=True, indent=2) + "\n"
+    cells, phases = b.cells(), b.phases()
+    if b.scope == "zoo":
+        files = {"units": cells, "summary": phases}
+        expected = ZOO_FILES
+    else:
+        files = {"cells": cells, "phases": phases}
+        expected = CELL_FILES
+    atomic.write_text(folder / PROVENANCE, meta)
+    for stem, frame in files.items():
+        atomic.write_text(folder / f"{stem}.csv", tables.to_csv(frame))
+        atomic.write_text(folder / f"{stem}.md", f"{_header(b, stem)}\n{_markdown(b, stem, frame)}")
+    if b.scope != "zoo":
+        from zoobench.figures import heatmap
+
+        heatmap(b.table, spec, b.headline, folder / "heatmap.png", b.title, phases=_phases(b))
+    for stale in folder.iterdir():
+        if stale.is_file() and stale.name not in expected:
+            stale.unlink()
+    return folder
+
+
+def _markdown(b: Board, stem: str, frame) -> str:
+    """Per-unit tables as they are; summaries turned for reading (a row per number, a column per phase)."""
+    if stem in ("phases", "summary"):
+        frame = tables.phase_grid(frame, b.headline, unit="units" if b.scope == "zoo" else "cells")
+    return tables.to_markdown(frame)
+
+
+def _header(b: Board, stem: str) -> str:
+    p = b.provenance
+    direction = "higher is better" if b.higher_is_better else "lower is better"
+    what = {"cells": "per cell (seed means)", "units": "per unit",
+            "phases": f"per phase and over all cells: mean, std (over cells) of every number; headline {p['headline']} "
+                      f"({direction}) with its {tables.CI_NOTE}",
+            "summary": f"over all units: mean, std of every number; headline {p['headline']} ({direction}) with its "
+                       f"{tables.CI_NOTE.replace('cells', 'units')}"}[stem]
+    return f"# {p['method']} on {p['zoo']}: {what}\n\n{b.title}; epoch {p['epoch']}; {p['models']} models.\n"
+
+
+def write_index(out: str | Path) -> Path:
+    """`out/README.md`: how to regenerate, the folder format, and every published zoo and method with its
+    headline per phase (read back from the published folders, so it is a function of them alone)."""
+    out = Path(out)
+    zoos = sorted(p.parent.parent for p in out.glob(f"*/*/{PROVENANCE}"))
+    lines = [INDEX_HEAD.strip(), ""]
+    for zoo in dict.fromkeys(zoos):
+        folders = sorted(p.parent for p in zoo.glob(f"*/{PROVENANCE}"))
+        boards = [from_folder(f) for f in folders]
+        first = boards[0].provenance
+        lines += [f"## {first['zoo']}", "",
+                  f"Fingerprint `{first['fingerprint']}`, epoch {first['epoch']}; regenerate with "
+                  f"`{PUBLISH_COMMAND.format(zoo=first['zoo'])}`. Headline per phase: mean "
+                  f"[{tables.CI_NOTE}] n=cells (probe: over its splits).", "",
+                  tables.to_markdown(overview_grid(overview(boards))).rstrip(), ""]
+        for b, f in zip(boards, folders):
+            p = b.provenance
+            config = ", ".join(f"{k}={v}" for k, v in p["config"].items()) or "no options"
+            files = ", ".join(f"[{n}]({f.relative_to(out).as_posix()}/{n})"
+                              for n in (ZOO_FILES if b.scope == "zoo" else CELL_FILES))
+            lines.append(f"- `{p['method']}` v{p['version']}, config `{p['config_hash']}` ({config}); "
+                         f"{p['ok_units']}/{p['units']} units ok, {p['models']} models: {files}")
+        lines.append("")
+    atomic.write_text(out / "README.md", "\n".join(lines).rstrip() + "\n")
+    return out / "README.md"
+
+
+INDEX_HEAD = """
+# leaderboards
+
+Committed results of zoobench's built-in methods on the zoos that train on a laptop, per zoo and per
+method, at each method's default config. Every file here is regenerated, from the repository root,
+from a store that holds the results (`--home` or `ZOOBENCH_HOME`; publishing runs no method, `zoobench
+run --method M --zoo Z` computes them first):
+
+```bash
+zoobench leaderboard publish --zoo digits_mlp --out leaderboards
+```
+
+Republishing from the same store gives the same bytes (no timestamps or paths; numbers at 6
+significant digits). Compare your method, run on your machine, with a published one:
+
+```bash
+zoobench leaderboard compare --zoo digits_mlp mymethod leaderboards/digits_mlp/rebasin --plugin ./mymethod.py
+```
+
+Folder format, per zoo `<zoo>/`: `seed_noise.csv` (per cell: seeds, mean and std of test accuracy,
+the noise scale `compare` uses) and per method `<zoo>/<method>/`: `provenance.json` (zoo, fingerprint,
+method, version, config and its hash, epoch, headline and direction, units, models, zoobench
+version), `cells.csv`/`cells.md` (per cell: load, temperature, phase, status, models, every number
+the method reports, seed means), `phases.csv`/`phases.md` (per phase and over all cells: cells,
+models, mean and std over cells of every number, and the headline's 95% CI from a bootstrap over
+cells, 1000 resamples, seed 0) and `heatmap.png` (the headline over the grid). Zoo-scope methods
+(probe, whose units are data splits) have `units.csv|.md` and `summary.csv|.md` instead, and no
+heatmap.
+"""
+
+
+# ---- comparing --------------------------------------------------------------------------------------
+
+
+def shared_metric(first: Board, second: Board, metric: str | None = None) -> str:
+    """The metric two boards are compared on: `metric` if both report it; else the common headline, the
+    first's headline if the second reports it, the second's if the first reports it; else a UsageError."""
+    a, b = set(first.metrics()), set(second.metrics())
+    common = sorted(a & b)
+    listed = ", ".join(common) or "none"
+    if metric is not None:
+        if metric in common:
+            return metric
+        raise UsageError(f"--metric {metric} is not reported by both {first.label} and {second.label}; "
+                         f"both report: {listed}")
+    if first.headline == second.headline and first.headline in common:
+        return first.headline
+    if first.headline in b:
+        return first.headline
+    if second.headline in a:
+        return second.headline
+    raise UsageError(f"{first.label} (headline {first.headline}) and {second.label} (headline {second.headline}) "
+                     f"share no headline metric; pick one with --metric; both report: {listed}")
+
+
+def direction(metric: str, first: Board, second: Board) -> bool:
+    """Whether higher is better for `metric`: a headline's declared direction, else by its name."""
+    for b in (first, second):
+        if b.headline == metric:
+            return b.higher_is_better
+    return not any(part in metric for part in LOWER_IS_BETTER)
+
+
+def outcomes(first, second, noise: dict[str, float], higher_is_better: bool = True):
+    """Per cell: both values, the difference (first - second), the noise and the outcome for the first:
+    "win" (better by more than the noise), "tie" (|difference| <= noise), "loss", or "missing".
+
+    `first` and `second` map unit -> value; a cell without a noise estimate (one seed, or no eval
+    annotation) has noise 0, so only equal values tie there."""
+    import pandas as pd
+
+    rows = []
+    for unit in sorted(set(first) | set(second)):
+        a, b = first.get(unit), second.get(unit)
+        scale = noise.get(unit)
+        scale = 0.0 if scale is None or not math.isfinite(scale) else float(scale)
+        if a is None or b is None or not (math.isfinite(a) and math.isfinite(b)):
+            rows.append({"unit": unit, "first": a, "second": b, "difference": math.nan, "noise": scale,
+                         "outcome": "missing"})
+            continue
+        difference = a - b
+        if abs(difference) <= scale:
+            outcome = "tie"
+        else:
+            outcome = "win" if (difference > 0) == higher_is_better else "loss"
+        rows.append({"unit": unit, "first": a, "second": b, "difference": difference, "noise": scale,
+                     "outcome": outcome})
+    return pd.DataFrame(rows, columns=["unit", "first", "second", "difference", "noise", "outcome"])
+
+
+def win_table(cells):
+    """Per phase (then all): cells compared, wins, ties, losses (for the first), missing, mean difference."""
+    import pandas as pd
+
+    groups = [(p, cells[cells["phase"] == p]) for p in PHASES if (cells["phase"] == p).any()]
+    rows = []
+    for phase, part in [*groups, (tables.ALL, cells)]:
+        counts = part["outcome"].value_counts()
+        compared = part[part["outcome"] != "missing"]
+        rows.append({"phase": phase, "cells": len(compared), "wins": int(counts.get("win", 0)),
+                     "ties": int(counts.get("tie", 0)), "losses": int(counts.get("loss", 0)),
+                     "missing": int(counts.get("missing", 0)),
+                     "mean_difference": float(compared["difference"].mean()) if len(compared) else math.nan})
+    return pd.DataFrame(rows, columns=["phase", "cells", "wins", "ties", "losses", "missing", "mean_difference"])
+
+
+@dataclass
+class Comparison:
+    first: Board
+    second: Board
+    metric: str
+    higher_is_better: bool
+    cells: Any  # pandas: unit, load, temperature, phase, first, second, difference, noise, outcome
+    phases: Any  # pandas: phase, cells, wins, ties, losses, missing, mean_difference
+    noise_source: str
+    files: dict[str, Path] = field(default_factory=dict)  # figure, phases_csv, phases_md, cells_csv
+
+
+def compare(first: Any, second: Any, spec: ZooSpec, store: Store | None = None, metric: str | None = None,
+            out: str | Path | None = None, plugins: Sequence[str] = (), epoch: int | None = None) -> Comparison:
+    """Compare two methods on the zoo: each side a method name (stored results, default config), a published
+    leaderboard folder, or a Board. Writes the figure (side by side with shared limits, and the difference
+    with ties marked) and the per-phase win table (CSV, Markdown) into `out` (default: the zoo's
+    `comparisons/` folder in the store)."""
+    store = store or Store()
+    a, b = board(first, spec, store, plugins, epoch), board(second, spec, store, plugins, epoch)
+    for side in (a, b):
+        if side.scope != "cell":
+            raise UsageError(f"{side.label} has scope '{side.scope}' (its units are not cells); compare works on "
+                             f"per-cell methods")
+        if side.provenance["fingerprint"] != spec.fingerprint:
+            raise UsageError(f"{side.label} holds results on {side.provenance['zoo']} "
+                             f"({side.provenance['fingerprint']}), not on {spec.name} ({spec.fingerprint})")
+    name = shared_metric(a, b, metric)
+    higher = direction(name, a, b)
+    noise, noise_source = _noise(spec, store, epoch, (a, b))
+    values = [_values(side, name) for side in (a, b)]
+    cells = outcomes(values[0], values[1], noise, higher)
+    phase = {**_phases(b), **{u: p for u, p in _phases(a).items() if p != "?"}}
+    place = {r["unit"]: r for r in a.table.to_dict("records")}
+    place.update({r["unit"]: r for r in b.table.to_dict("records") if r["unit"] not in place})
+    cells.insert(1, "load", [place[u].get("load") for u in cells["unit"]])
+    cells.insert(2, "temperature", [place[u].get("temperature") for u in cells["unit"]])
+    cells.insert(3, "phase", [phase.get(u, "?") for u in cells["unit"]])
+    cells = _grid_order(cells, spec)
+    result = Comparison(a, b, name, higher, cells, win_table(cells), noise_source)
+    folder = Path(out) if out is not None else store.zoo(spec).path / "comparisons"
+    stem = f"{_slug(a.label)}-vs-{_slug(b.label)}-{_slug(name)}"
+    result.files = {"figure": folder / f"{stem}.png", "phases_csv": folder / f"{stem}-phases.csv",
+                    "phases_md": folder / f"{stem}-phases.md", "cells_csv": folder / f"{stem}-cells.csv"}
+    atomic.write_text(result.files["phases_csv"], tables.to_csv(result.phases))
+    atomic.write_text(result.files["cells_csv"], tables.to_csv(cells))
+    atomic.write_text(result.files["phases_md"], f"{_compare_header(result)}\n{tables.to_markdown(result.phases)}")
+    _figure(result, spec, result.files["figure"])
+    return result
+
+
+def _values(side: Board, metric: str) -> dict[str, float]:
+    ok = side.table[side.table["status"] == "ok"]
+    return {u: float(v) for u, v in zip(ok["unit"], ok[metric]) if v is not None and math.isfinite(v)}
+
+
+def _phases(side: Board) -> dict[str, str]:
+    if "phase" not in side.table:
+        return {}
+    return {u: p for u, p in zip(side.table["unit"], side.table["phase"]) if isinstance(p, str)}
+
+
+def _noise(spec: ZooSpec, store: Store, epoch: int | None, sides: Sequence[Board]) -> tuple[dict[str, float], str]:
+    """Each cell's seed noise: from the store's eval annotation, else from a published side's seed_noise.csv."""
+    import pandas as pd
+
+    frame = seed_noise(spec, store, epoch)
+    source = "std of the seeds' test accuracy (eval annotation in the store)"
+    if frame.empty:
+        for side in sides:
+            path = Path(side.source).parent / NOISE
+            if side.published and path.exists():
+                frame = pd.read_csv(path)
+                source = f"std of the seeds' test accuracy ({path})"
+                break
+    if frame.empty:
+        return {}, "none known (no eval annotation): only equal values tie"
+    return dict(zip(frame["unit"], frame["test_acc_std"])), source
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.]+", "-", text).strip("-")
+
+
+def _compare_header(c: Comparison) -> str:
+    better = "higher" if c.higher_is_better else "lower"
+    return (f"# {c.first.label} vs {c.second.label} on {c.metric} ({better} is better)\n\n"
+            f"- first: {c.first.title}\n- second: {c.second.title}\n"
+            f"- per cell, the first wins when it is better by more than the cell's seed noise, ties within it; "
+            f"seed noise: {c.noise_source}\n")
+
+
+def _figure(c: Comparison, spec: ZooSpec, path: Path) -> Path:
+    """Both boards side by side with shared colour limits, and the difference with the ties marked."""
+    from zoobench.figures import heatmap_row
+
+    phases = dict(zip(c.cells["unit"], c.cells["phase"]))
+    delta = f"{c.metric} difference"
+    diff = c.cells.assign(**{delta: c.cells["difference"]})[["unit", delta]].assign(
+        n_models=[_models(c, u) for u in c.cells["unit"]])
+    finite = diff[delta].dropna().abs()
+    bound = float(finite.max()) if len(finite) and finite.max() > 0 else 1.0
+    ties = set(c.cells.loc[c.cells["outcome"] == "tie", "unit"])
+    panels = [{"table": side.table, "metric": c.metric, "phases": phases,
+               "subtitle": f"{side.label}: {c.metric}\nv{side.provenance['version']}, config "
+                           f"{side.provenance['config_hash']}"} for side in (c.first, c.second)]
+    panels.append({"table": diff, "metric": delta, "limits": (-bound, bound), "signed": True, "ties": ties,
+                   "phases": phases,
+                   "subtitle": f"difference: {c.first.label} - {c.second.label}"})
+    better = "higher" if c.higher_is_better else "lower"
+    title = (f"{spec.name} ({spec.fingerprint}): {c.first.label} vs {c.second.label} on {c.metric} "
+             f"({better} is better)")
+    return heatmap_row(panels, spec, path, title, shared_limits=True)
+
+
+def _models(c: Comparison, unit: str) -> int:
+    counts = [int(t.loc[t["unit"] == unit, "n_models"].iloc[0]) for t in (c.first.table, c.second.table)
+              if (t["unit"] == unit).any()]
+    return min(counts) if counts else 0
