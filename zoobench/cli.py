@@ -388,6 +388,39 @@ def _number(value) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3g}"
 
 
+@app.command("report")
+def report(
+    zoo: str = typer.Option(..., "--zoo", "-z", help="Zoo name or spec file."),
+    out: Path = typer.Option(..., "--out", help="HTML file to write."),
+    methods: Optional[list[str]] = typer.Option(None, "--method", "-m", help="Only these methods (repeatable; "
+                                                "default: every method with stored results)."),
+    comparisons: Optional[list[str]] = typer.Option(None, "--compare", help="Two methods to compare, M1,M2 "
+                                                    "(repeatable)."),
+    screenshot: Optional[Path] = typer.Option(None, "--screenshot", help="Also render the page in headless "
+                                              "Chromium and save this PNG (checks that it renders)."),
+    plugins: Optional[list[str]] = PluginOption,
+    epoch: Optional[int] = typer.Option(None, "--epoch", help="Stored epoch (default: the spec's)."),
+    home: Optional[Path] = HomeOption,
+) -> None:
+    """One self-contained HTML file: zoo sheet, every method's tables and heatmap, comparisons, provenance."""
+    from zoobench.errors import UsageError
+    from zoobench.html_report import write_report
+
+    pairs = []
+    for text in comparisons or []:
+        names = [n.strip() for n in text.split(",")]
+        if len(names) != 2 or not all(names):
+            raise UsageError(f"--compare expects two methods as M1,M2, got '{text}'")
+        pairs.append((names[0], names[1]))
+    store = _store(home)
+    path = write_report(store.resolve(zoo), out, store, methods or None, pairs, plugins or [], epoch)
+    console.print(f"report: {path}", soft_wrap=True, highlight=False)
+    if screenshot is not None:
+        from zoobench.browser import screenshot as render
+
+        console.print(f"rendered without errors: {render(path, screenshot)}", soft_wrap=True, highlight=False)
+
+
 @data_app.command("download")
 def data_download(
     dataset: str = typer.Argument(..., help="Dataset name, e.g. cifar10."),
