@@ -40,6 +40,8 @@ from zoobench.store import Store
 
 PROVENANCE = "provenance.json"
 NOISE = "seed_noise.csv"
+SHEET = "sheet.png"  # the zoo sheet: loss-landscape metrics, phases and every published headline
+REPORT = "report.png"  # a headless-Chromium screenshot of `zoobench report` (written by that command)
 CELL_FILES = ("provenance.json", "cells.csv", "cells.md", "phases.csv", "phases.md", "heatmap.png")
 ZOO_FILES = ("provenance.json", "units.csv", "units.md", "summary.csv", "summary.md")
 PUBLISH_COMMAND = "zoobench leaderboard publish --zoo {zoo} --out leaderboards"
@@ -308,6 +310,10 @@ def publish(spec: ZooSpec, store: Store | None = None, methods: Sequence[str] | 
         atomic.write_text(zoo_folder / NOISE, tables.to_csv(noise))
     for b in boards:
         report.folders.append(write_board(b, spec, zoo_folder / b.method))
+    from zoobench.figures import zoo_sheet
+
+    zoo_sheet(store.zoo(spec), zoo_folder / SHEET, [(f"{b.method}: {b.headline}", b.table, b.headline)
+                                                    for b in boards if b.scope == "cell"], epoch)
     report.index = write_index(out)
     return report
 
@@ -370,6 +376,8 @@ def write_index(out: str | Path) -> Path:
                   f"`{PUBLISH_COMMAND.format(zoo=first['zoo'])}`. Headline per phase: mean "
                   f"[{tables.CI_NOTE}] n=cells (probe: over its splits).", "",
                   tables.to_markdown(overview_grid(overview(boards))).rstrip(), ""]
+        lines += [f"![{first['zoo']} zoo sheet]({(zoo / name).relative_to(out).as_posix()})"
+                  for name in (SHEET, REPORT) if (zoo / name).exists()] + [""]
         for b, f in zip(boards, folders):
             p = b.provenance
             config = ", ".join(f"{k}={v}" for k, v in p["config"].items()) or "no options"
@@ -409,7 +417,12 @@ the method reports, seed means), `phases.csv`/`phases.md` (per phase and over al
 models, mean and std over cells of every number, and the headline's 95% CI from a bootstrap over
 cells, 1000 resamples, seed 0) and `heatmap.png` (the headline over the grid). Zoo-scope methods
 (probe, whose units are data splits) have `units.csv|.md` and `summary.csv|.md` instead, and no
-heatmap.
+heatmap. The zoo's `sheet.png` shows its loss-landscape metrics, phases and every published headline
+side by side; `report.png` is a headless-Chromium screenshot of the HTML report, made with
+
+```bash
+zoobench report --zoo digits_mlp --out report.html --compare ensemble,rebasin --screenshot leaderboards/digits_mlp/report.png
+```
 """
 
 
