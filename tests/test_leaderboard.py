@@ -11,7 +11,8 @@ import pytest
 from conftest import zoobench_cli
 from zoobench import leaderboard, tables
 from zoobench.errors import UsageError, ZoobenchError
-from zoobench.leaderboard import Board, compare, from_folder, outcomes, publish, shared_metric, win_table
+from zoobench.compare import compare, outcomes, shared_metric, win_table
+from zoobench.leaderboard import Board, from_folder, publish
 from zoobench.runner import run
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -545,7 +545,7 @@ def leaderboard_compare(
     """Two methods side by side on shared colour limits, their difference (ties hatched), wins/ties/losses per phase."""
     from rich.markup import escape
 
-    from zoobench.leaderboard import compare
+    from zoobench.compare import compare
 
     store = _store(home)
     spec = store.resolve(zoo)

@@ -43,7 +43,8 @@ def write_report(spec: ZooSpec, path: str | Path, store: Store | None = None, me
     """Write the report of `spec`'s zoo to `path`: `methods` (default: every method with stored results of
     its default config) and the given method pairs compared; nothing is computed but figures."""
     from zoobench.figures import heatmap, zoo_sheet
-    from zoobench.leaderboard import compare, from_store, overview, overview_grid, stored_methods
+    from zoobench.compare import compare
+    from zoobench.leaderboard import from_store, overview, overview_grid, stored_methods
     from zoobench.phases import phase_table
 
     store = store or Store()
