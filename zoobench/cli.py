@@ -34,6 +34,10 @@ console = Console()
 errors = Console(stderr=True)
 
 HomeOption = typer.Option(None, "--home", envvar="ZOOBENCH_HOME", help="Store folder (default: ~/.cache/zoobench).")
+ZooOption = typer.Option(..., "--zoo", "-z", help="Zoo name or spec file.")
+EpochOption = typer.Option(None, "--epoch", help="Stored epoch to use (default: the spec's metric epoch).")
+WorkersOption = typer.Option(None, "--workers", min=1, help="Worker processes (default: one per core).")
+DataRootOption = typer.Option(None, "--data-root", envvar="ZOOBENCH_DATA", help="Dataset folder.")
 PluginOption = typer.Option(None, "--plugin", help="Method plugin module or .py file (repeatable); "
                             "ZOOBENCH_PLUGINS adds more, separated by ':'.")
 
@@ -162,8 +166,8 @@ def zoo_generate(
     temperatures: Optional[str] = typer.Option(None, "--batch-sizes", "--temperatures",
                                                help="Only these temperature values, e.g. 32,64."),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="Only these seeds, e.g. 0,1."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Worker processes (default: one per core)."),
-    data_root: Optional[Path] = typer.Option(None, "--data-root", envvar="ZOOBENCH_DATA", help="Dataset folder."),
+    workers: Optional[int] = WorkersOption,
+    data_root: Optional[Path] = DataRootOption,
 ) -> None:
     """Train the models the store lacks; re-running resumes, and the filters choose cells, not recipes."""
     from zoobench.generate import generate
@@ -197,9 +201,9 @@ def zoo_generate(
 def zoo_annotate(
     zoo: str = typer.Argument(..., help="Zoo name or spec file."),
     metrics: str = typer.Option("eval,hessian,cka,mc", "--metrics", help="Comma-separated: eval, hessian, cka, mc."),
-    epoch: Optional[int] = typer.Option(None, "--epoch", help="Stored epoch to annotate (default: the spec's)."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Worker processes (default: one per core)."),
-    data_root: Optional[Path] = typer.Option(None, "--data-root", envvar="ZOOBENCH_DATA", help="Dataset folder."),
+    epoch: Optional[int] = EpochOption,
+    workers: Optional[int] = WorkersOption,
+    data_root: Optional[Path] = DataRootOption,
     home: Optional[Path] = HomeOption,
 ) -> None:
     """Compute loss-landscape metrics per cell (resumable), then print the phase map."""
@@ -291,13 +295,13 @@ def methods_list(plugins: Optional[list[str]] = PluginOption) -> None:
 @app.command("run")
 def run_method(
     method: str = typer.Option(..., "--method", "-m", help="Method name (`zoobench methods list`)."),
-    zoo: str = typer.Option(..., "--zoo", "-z", help="Zoo name or spec file."),
+    zoo: str = ZooOption,
     settings: Optional[list[str]] = typer.Option(None, "--set", help="Method option, key=value (repeatable)."),
     plugins: Optional[list[str]] = PluginOption,
     no_generate: bool = typer.Option(False, "--no-generate", help="Use only the models and annotations stored."),
-    epoch: Optional[int] = typer.Option(None, "--epoch", help="Stored epoch to use (default: the spec's)."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Worker processes (default: one per core)."),
-    data_root: Optional[Path] = typer.Option(None, "--data-root", envvar="ZOOBENCH_DATA", help="Dataset folder."),
+    epoch: Optional[int] = EpochOption,
+    workers: Optional[int] = WorkersOption,
+    data_root: Optional[Path] = DataRootOption,
     device: str = typer.Option("cpu", "--device", help="Torch device, e.g. cpu or cuda."),
     home: Optional[Path] = HomeOption,
 ) -> None:
@@ -390,7 +394,7 @@ def _number(value) -> str:
 
 @app.command("report")
 def report(
-    zoo: str = typer.Option(..., "--zoo", "-z", help="Zoo name or spec file."),
+    zoo: str = ZooOption,
     out: Path = typer.Option(..., "--out", help="HTML file to write."),
     methods: Optional[list[str]] = typer.Option(None, "--method", "-m", help="Only these methods (repeatable; "
                                                 "default: every method with stored results)."),
@@ -399,7 +403,7 @@ def report(
     screenshot: Optional[Path] = typer.Option(None, "--screenshot", help="Also render the page in headless "
                                               "Chromium and save this PNG (checks that it renders)."),
     plugins: Optional[list[str]] = PluginOption,
-    epoch: Optional[int] = typer.Option(None, "--epoch", help="Stored epoch (default: the spec's)."),
+    epoch: Optional[int] = EpochOption,
     home: Optional[Path] = HomeOption,
 ) -> None:
     """One self-contained HTML file: zoo sheet, every method's tables and heatmap, comparisons, provenance."""
@@ -445,7 +449,7 @@ OUTCOME_STYLE = {"win": ("W", "green"), "tie": ("T", "yellow"), "loss": ("L", "r
 
 @leaderboard_app.command("show")
 def leaderboard_show(
-    zoo: str = typer.Option(..., "--zoo", "-z", help="Zoo name or spec file."),
+    zoo: str = ZooOption,
     method: Optional[str] = typer.Option(None, "--method", "-m", help="One method in detail (default: the headline "
                                          "of every method with stored results, per phase)."),
     format: str = typer.Option("rich", "--format", help="rich, csv, markdown or json."),
@@ -453,7 +457,7 @@ def leaderboard_show(
     settings: Optional[list[str]] = typer.Option(None, "--set", help="Method option of --method, key=value "
                                                  "(repeatable; default: the default config)."),
     plugins: Optional[list[str]] = PluginOption,
-    epoch: Optional[int] = typer.Option(None, "--epoch", help="Stored epoch (default: the spec's)."),
+    epoch: Optional[int] = EpochOption,
     home: Optional[Path] = HomeOption,
 ) -> None:
     """Stored results as tables: per phase (mean, std, the headline's bootstrap CI) and per cell. Runs nothing."""
@@ -534,12 +538,12 @@ def leaderboard_compare(
     first: str = typer.Argument(..., help="Method name (its stored results) or a published leaderboard folder."),
     second: str = typer.Argument(..., help="Method name or published leaderboard folder (e.g. "
                                  "leaderboards/digits_mlp/rebasin)."),
-    zoo: str = typer.Option(..., "--zoo", "-z", help="Zoo name or spec file."),
+    zoo: str = ZooOption,
     metric: Optional[str] = typer.Option(None, "--metric", help="Compare on this metric (both must report it)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for the figure and tables (default: the zoo's "
                                        "comparisons/ folder in the store)."),
     plugins: Optional[list[str]] = PluginOption,
-    epoch: Optional[int] = typer.Option(None, "--epoch", help="Stored epoch (default: the spec's)."),
+    epoch: Optional[int] = EpochOption,
     home: Optional[Path] = HomeOption,
 ) -> None:
     """Two methods side by side on shared colour limits, their difference (ties hatched), wins/ties/losses per phase."""
@@ -574,12 +578,12 @@ def leaderboard_compare(
 
 @leaderboard_app.command("publish")
 def leaderboard_publish(
-    zoo: str = typer.Option(..., "--zoo", "-z", help="Zoo name or spec file."),
+    zoo: str = ZooOption,
     methods: Optional[list[str]] = typer.Option(None, "--method", "-m", help="Method to publish (repeatable; "
                                                 "default: every built-in method with stored results)."),
     out: Path = typer.Option(Path("leaderboards"), "--out", help="Leaderboards folder."),
     plugins: Optional[list[str]] = PluginOption,
-    epoch: Optional[int] = typer.Option(None, "--epoch", help="Stored epoch (default: the spec's)."),
+    epoch: Optional[int] = EpochOption,
     home: Optional[Path] = HomeOption,
 ) -> None:
     """Write the stored default-config results as a leaderboard (CSV, Markdown, PNG) and its index. Runs nothing."""
