@@ -340,8 +340,9 @@ def _print_run(report, spec) -> None:
     """The results grid of the headline metric, the phase-resolved table and the heatmap's path."""
     from rich.markup import escape
 
+    from zoobench import tables
+    from zoobench.figures import heatmap
     from zoobench.method import config_table
-    from zoobench.report import heatmap, phase_summary
 
     method, results = report.method, report.results
     table = report.table()
@@ -357,9 +358,8 @@ def _print_run(report, spec) -> None:
         console.print(f"[yellow]skipped {unit}: {why}")
     if table.empty:
         return
-    metrics = [c for c in table.columns if c not in RESULT_COLUMNS and table[c].dtype.kind in "fi"]
     headline = method.headline
-    direction = "higher is better" if method.higher_is_better else "lower is better"
+    metrics = tables.metrics(table, headline)
     if method.scope == "zoo":
         units = Table("unit", *metrics, title=shown)
         for row in table.to_dict("records"):
@@ -367,23 +367,23 @@ def _print_run(report, spec) -> None:
         units.add_row("[bold]mean", *(_number(table[m].mean()) for m in metrics))
         console.print(units)
         return
+    direction = "higher is better" if method.higher_is_better else "lower is better"
     texts = {row["unit"]: (_number(row.get(headline)) if row["status"] == "ok" else "fail",
                            PHASE_STYLE.get(row.get("phase"), "dim") if row["status"] == "ok" else "red")
              for row in table.to_dict("records")}
     console.print(_grid(spec, f"{headline} ({direction}); colour = phase", texts))
-    summary = phase_summary(table, metrics)
-    by_phase = Table("metric", *(f"{r['phase']} ({r['cells']} cells, {r['models']} models)"
-                                 for r in summary.to_dict("records")), title=f"by phase: {shown}")
-    for metric in [headline, *[m for m in metrics if m != headline]]:
-        by_phase.add_row(metric, *(f"{_number(r[f'{metric} mean'])} ± {_number(r[f'{metric} std'])}"
-                                   for r in summary.to_dict("records")))
+    grid = tables.phase_grid(tables.phase_table(table, headline), headline)
+    by_phase = Table(*map(escape, grid.columns), title=f"by phase (mean ± std over cells): {shown}")
+    for row in grid.itertuples(index=False):
+        by_phase.add_row(*(escape(str(v)) for v in row))
     console.print(by_phase)
-    path = heatmap(table, spec, headline, results.folder / f"heatmap-{headline}.png", title)
+    if headline not in table:
+        console.print(f"[yellow]{method.name} reported no '{headline}' on {spec.name} (e.g. accuracy on a task "
+                      f"without classes): no heatmap")
+        return
+    path = heatmap(table, spec, headline, results.folder / f"heatmap-{headline}.png", title,
+                   phases=dict(zip(table["unit"], table["phase"])))
     console.print(f"heatmap: {path}", soft_wrap=True)
-
-
-RESULT_COLUMNS = {"zoo", "fingerprint", "method", "version", "config_hash", "unit", "load", "temperature", "status",
-                  "n_models", "error", "phase"}
 
 
 def _number(value) -> str:

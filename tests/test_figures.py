@@ -1,6 +1,4 @@
-"""Phase-resolved summaries of method results and the figures: heatmaps, compare rows, the zoo sheet."""
-
-import math
+"""The figures: heatmaps, compare rows, the zoo sheet."""
 
 import numpy as np
 import pandas as pd
@@ -8,23 +6,13 @@ import pytest
 
 from zoobench import figures
 from zoobench.grid import cell, cells
-from zoobench.report import heatmap, heatmap_row, is_signed, phase_summary, zoo_sheet
+from zoobench.figures import heatmap, heatmap_row, is_signed, zoo_sheet
 from zoobench.spec import load_spec
 
 
 def results(values: dict[str, tuple[str, float]]) -> pd.DataFrame:
     return pd.DataFrame([{"unit": unit, "phase": phase, "status": "ok", "n_models": 3, "gain": value}
                          for unit, (phase, value) in values.items()])
-
-
-def test_phase_summary_counts_cells_and_models_and_averages_each_phase():
-    table = results({"a": ("I", 1.0), "b": ("I", 3.0), "c": ("IV-B", -2.0)})
-    table.loc[len(table)] = {"unit": "d", "phase": "I", "status": "failed", "n_models": 3, "gain": math.nan}
-    summary = phase_summary(table, ["gain"]).set_index("phase")
-    assert list(summary.index) == ["I", "IV-B"]  # paper order, failed units left out
-    assert summary.loc["I", "cells"] == 2 and summary.loc["I", "models"] == 6
-    assert summary.loc["I", "gain mean"] == 2.0 and summary.loc["I", "gain std"] == 1.0
-    assert summary.loc["IV-B", "gain mean"] == -2.0 and summary.loc["IV-B", "gain std"] == 0.0
 
 
 @pytest.mark.parametrize("metric, values, signed", [("merged_acc", [0.1, 0.9], False), ("gain", [0.1, 0.2], True),
