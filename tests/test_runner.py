@@ -30,7 +30,7 @@ def test_results_are_stored_per_cell_with_phase_and_provenance(zoo_copy):
     assert report.results.folder.parent == store.zoo(spec).path / "results" / "noop"
     provenance = json.loads((report.results.folder / "run.json").read_text())
     assert provenance["fingerprint"] == spec.fingerprint and provenance["origin"] == NOOP
-    assert provenance["config"] == {"fail_on": "", "offset": 0.0} and provenance["headline"] == "models"
+    assert provenance["config"] == {"fail_on": "", "offset": 0.0, "no_headline": False} and provenance["headline"] == "models"
     assert load_results("noop", spec, store, plugins=[NOOP]).equals(report.table())
 
 
@@ -91,6 +91,11 @@ def test_cli_runs_an_installed_plugin_from_an_empty_store_then_resumes(tmp_path)
     assert failing.returncode == 1
     assert failing.stderr.startswith("error: 1 of 2 units failed, 1 with: RuntimeError: told to fail on w4-bs64")
     assert "Traceback" not in failing.stderr
+
+    headless = zoobench_cli("run", "--method", "noop", "--plugin", NOOP, "--set", "no_headline=true", "--zoo",
+                            str(spec), "--no-generate", home=tmp_path / "home")
+    assert headless.returncode == 0, headless.stderr
+    assert "noop reported no 'models' on cli_zoo" in headless.stdout and "by phase" in headless.stdout
 
 
 def test_cli_bad_method_and_bad_setting_are_one_line_usage_errors(tmp_path):
