@@ -40,6 +40,7 @@ def generate(
     data_root: str | Path | None = None,
     device: str = "cpu",
     show_progress: bool = True,
+    fused: bool = True,
 ) -> GenerationReport:
     """Train every model of the (restricted) grid that the store lacks; the restriction never changes how."""
     started = time.perf_counter()
@@ -51,19 +52,27 @@ def generate(
         report = GenerationReport(spec.name, zoo.path, len(keys), len(keys) - len(todo),
                                   damaged={k: p for k, p in problems.items() if p not in (None, "not trained")})
         if todo:
-            _train(spec, zoo.path, todo, report, workers, data_root, device, show_progress)
+            _train(spec, zoo.path, todo, report, workers, data_root, device, show_progress, fused)
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _train(spec, zoo_path, todo: list[ModelKey], report, workers, data_root, device, show_progress) -> None:
+def _train(spec, zoo_path, todo: list[ModelKey], report, workers, data_root, device, show_progress, fused) -> None:
     from zoobench.executor import LocalExecutor, Unit
+    from zoobench.fused import fusable
     from zoobench.training import check_available, train_unit
 
     check_available(spec, data_root)
     root = str(data_root) if data_root else None
-    # one model per unit: the bar moves per model and an interrupt loses at most one model per worker
-    units = [Unit(key.id, 1, (spec, str(zoo_path), [key], root, device)) for key in todo]
+    if fused and fusable(spec) is None:  # a cell's missing seeds train together as one stacked model
+        by_cell: dict[str, list[ModelKey]] = {}
+        for key in todo:
+            by_cell.setdefault(key.cell.id, []).append(key)
+        groups = list(by_cell.values())
+    else:  # one model per unit: the bar moves per model and an interrupt loses at most one model per worker
+        groups = [[key] for key in todo]
+    units = [Unit(keys[0].cell.id if len(keys) > 1 else keys[0].id, len(keys),
+                  (spec, str(zoo_path), keys, root, device, fused)) for keys in groups]
     executor = LocalExecutor(workers)
     for _, outcome in executor.run(train_unit, units, f"training {spec.name}", show_progress=show_progress):
         for result in outcome:

@@ -131,7 +131,7 @@ def train_model(spec: ZooSpec, key: ModelKey, zoo: ZooStore, data_root: str | Pa
     try:
         model.eval()  # epoch 0: clean evaluation of the initialisation, as in the published zoo
         eval_start = time.perf_counter()
-        writer.log_epoch(_row(0, data.evaluate(model, "train"), data.evaluate(model), optimizer.param_groups[0]["lr"],
+        writer.log_epoch(epoch_row(0, data.evaluate(model, "train"), data.evaluate(model), optimizer.param_groups[0]["lr"],
                               time.perf_counter() - eval_start))
         if 0 in stored:
             writer.checkpoint(0, model.state_dict())
@@ -140,7 +140,7 @@ def train_model(spec: ZooSpec, key: ModelKey, zoo: ZooStore, data_root: str | Pa
             train = _train_epoch(model, data, stream, steps, optimizer, schedule, training)
             model.eval()
             lr = train.pop("lr")
-            row = _row(epoch, train, data.evaluate(model), lr, time.perf_counter() - epoch_start)
+            row = epoch_row(epoch, train, data.evaluate(model), lr, time.perf_counter() - epoch_start)
             writer.log_epoch(row)
             if row["diverged"]:
                 writer.publish("diverged", diverged_epoch=epoch, seconds=time.perf_counter() - started)
@@ -189,7 +189,7 @@ def _train_epoch(model, data, stream, steps, optimizer, schedule, training: Trai
     return {"loss": mean(losses), **{k: mean([m[k] for m in metrics]) for k in metrics[0]}, "lr": lr}
 
 
-def _row(epoch: int, train: dict[str, float], test: dict[str, float], lr: float, seconds: float) -> dict[str, Any]:
+def epoch_row(epoch: int, train: dict[str, float], test: dict[str, float], lr: float, seconds: float) -> dict[str, Any]:
     """One line of result.json; non-finite numbers become null and mark the model as diverged."""
     return {
         "epoch": epoch, **{f"train_{k}": _finite(v) for k, v in train.items()},
@@ -220,13 +220,23 @@ def model_params(spec: ZooSpec, key: ModelKey, recipe: dict[str, Any]) -> dict[s
     }
 
 
-def train_unit(spec: ZooSpec, zoo_path: str, keys: list[ModelKey], data_root: str | None, device: str) -> list[Outcome]:
-    """A unit of work: the given seeds of one cell, trained one after another.
+def train_unit(spec: ZooSpec, zoo_path: str, keys: list[ModelKey], data_root: str | None, device: str,
+               fused: bool = True) -> list[Outcome]:
+    """A unit of work: the given seeds of one cell, trained fused when the zoo allows it (see
+    `zoobench.fused`), else one after another.
 
     A model that fails with a user-facing error (missing data, a full disk) is reported as failed
     and the unit goes on with the next one.
     """
     zoo = ZooStore(Path(zoo_path), spec)
+    if fused and len(keys) > 1:
+        from zoobench.fused import fusable, train_fused
+
+        if fusable(spec) is None:
+            try:
+                return train_fused(spec, keys, zoo, data_root, device)
+            except ZoobenchError as error:
+                return [Outcome(key.id, "failed", 0.0, str(error)) for key in keys]
     outcomes = []
     for key in keys:
         try:
