@@ -76,7 +76,7 @@ def test_a_failing_model_is_reported_and_the_others_still_train(tmp_path, monkey
 
     monkeypatch.setattr(training, "train_model", flaky)
     spec = read_spec_file(write_spec(tmp_path, widths=(4, 8), batch_sizes=(64,), seeds=(0, 1)))
-    report = generate(spec, Store(tmp_path / "home"), workers=1, show_progress=False)
+    report = generate(spec, Store(tmp_path / "home"), workers=1, show_progress=False, fused=False)
     assert report.failed == {"w4-bs64-s0": "disk full"}
     assert report.trained == ["w4-bs64-s1", "w8-bs64-s0", "w8-bs64-s1"]  # the rest of its cell too
 

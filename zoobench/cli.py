@@ -168,6 +168,8 @@ def zoo_generate(
     seeds: Optional[str] = typer.Option(None, "--seeds", help="Only these seeds, e.g. 0,1."),
     workers: Optional[int] = WorkersOption,
     data_root: Optional[Path] = DataRootOption,
+    fused: bool = typer.Option(True, "--fused/--no-fused", help="Train a cell's seeds as one stacked model "
+                               "where the zoo allows it (same result per seed, faster)."),
 ) -> None:
     """Train the models the store lacks; re-running resumes, and the filters choose cells, not recipes."""
     from zoobench.generate import generate
@@ -175,7 +177,8 @@ def zoo_generate(
     store = _store(home)
     spec = store.resolve(zoo)
     try:
-        report = generate(spec, store, _values(loads), _values(temperatures), _values(seeds), workers, data_root)
+        report = generate(spec, store, _values(loads), _values(temperatures), _values(seeds), workers, data_root,
+                          fused=fused)
     except KeyboardInterrupt:
         errors.print("interrupted: finished models are kept; run the same command again to resume")
         raise typer.Exit(130) from None

@@ -6,8 +6,12 @@ product, ``baddbmm``). Each seed keeps its own initialisation (built from its ow
 when trained alone), its own data order and its own loss; the summed loss's gradient with respect to
 seed s's weights is seed s's own gradient, and SGD/AdamW update every element independently, so what
 each seed learns equals separate training up to float rounding (tested). One Python step then
-drives S models: on CPU that is what pays for the small networks of a zoo (measured: 2-4x for three
-seeds; `torch.func.vmap` over `functional_call` measured no faster than separate training).
+drives S models: on CPU that is what pays for the small networks of a zoo
+(`benchmarks/fused_training.py`, three digits seeds: 1.9x at batch 4 down to 1.1x at batch 256;
+`torch.func.vmap` over `functional_call` measured no faster than separate training, 0.9x).
+
+A seed retrained alone (say, a damaged checkpoint) takes the same stacked path with S = 1, which
+gives it back bit for bit (tested through the annotation cache, which keys on checkpoint hashes).
 
 Fusion applies to the MLP family on classification data, trained by SGD or AdamW without gradient
 clipping or augmentation; everything else trains model by model (`fusable` says why not).

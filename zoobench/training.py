@@ -229,7 +229,7 @@ def train_unit(spec: ZooSpec, zoo_path: str, keys: list[ModelKey], data_root: st
     and the unit goes on with the next one.
     """
     zoo = ZooStore(Path(zoo_path), spec)
-    if fused and len(keys) > 1:
+    if fused:
         from zoobench.fused import fusable, train_fused
 
         if fusable(spec) is None:
