@@ -30,8 +30,10 @@ class AnnotationReport:
 
 def annotate(spec: ZooSpec, store: Store | None = None, metrics: Sequence[str] = METRICS, epoch: int | None = None,
              workers: int | None = None, data_root: str | Path | None = None, device: str = "cpu",
-             show_progress: bool = True) -> AnnotationReport:
-    """Compute the missing annotations of every cell that has finished models; returns what it did."""
+             show_progress: bool = True, executor=None) -> AnnotationReport:
+    """Compute the missing annotations of every cell that has finished models; returns what it did.
+
+    Units run on `executor` (default: a `LocalExecutor` with `workers` processes)."""
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise UsageError(f"unknown metric '{unknown[0]}'; valid: {', '.join(METRICS)}")
@@ -52,9 +54,11 @@ def annotate(spec: ZooSpec, store: Store | None = None, metrics: Sequence[str] =
             if todo:
                 from zoobench.executor import LocalExecutor, Unit
 
+                executor = executor or LocalExecutor(workers)
+
                 root = str(data_root) if data_root else None
                 units = [Unit(cell_id, 1, (spec, str(zoo.path), metric, cell_id, epoch, root, device)) for cell_id in todo]
-                for _ in LocalExecutor(workers).run(annotate_cell, units, f"{metric:<7} {spec.name}", "cells",
+                for _ in executor.run(annotate_cell, units, f"{metric:<7} {spec.name}", "cells",
                                                     show_progress):
                     pass
             report.done[metric] = len(todo)

@@ -38,6 +38,10 @@ ZooOption = typer.Option(..., "--zoo", "-z", help="Zoo name or spec file.")
 EpochOption = typer.Option(None, "--epoch", help="Stored epoch to use (default: the spec's metric epoch).")
 WorkersOption = typer.Option(None, "--workers", min=1, help="Worker processes (default: one per core).")
 DataRootOption = typer.Option(None, "--data-root", envvar="ZOOBENCH_DATA", help="Dataset folder.")
+ExecutorOption = typer.Option("local", "--executor", help="Where units run: local (worker processes) or ray "
+                              "(a Ray cluster; pip install 'zoobench[ray]').")
+AddressOption = typer.Option(None, "--address", help="Ray cluster address, e.g. auto (default: a local Ray).")
+GpusOption = typer.Option(0.0, "--gpus-per-unit", min=0.0, help="With --executor ray: GPU fraction per unit.")
 PluginOption = typer.Option(None, "--plugin", help="Method plugin module or .py file (repeatable); "
                             "ZOOBENCH_PLUGINS adds more, separated by ':'.")
 
@@ -46,6 +50,21 @@ def _store(home: Optional[Path]):
     from zoobench.store import Store
 
     return Store(home)
+
+
+def _executor(kind: str, workers: Optional[int], address: Optional[str], gpus: float):
+    """The executor the CLI's flags ask for."""
+    from zoobench.errors import UsageError
+
+    if kind == "local":
+        from zoobench.executor import LocalExecutor
+
+        return LocalExecutor(workers)
+    if kind == "ray":
+        from zoobench.ray_executor import RayExecutor
+
+        return RayExecutor(address, gpus)
+    raise UsageError(f"unknown executor '{kind}'; valid: local, ray")
 
 
 def _values(text: Optional[str]) -> Optional[list[str]]:
@@ -170,6 +189,9 @@ def zoo_generate(
     data_root: Optional[Path] = DataRootOption,
     fused: bool = typer.Option(True, "--fused/--no-fused", help="Train a cell's seeds as one stacked model "
                                "where the zoo allows it (same result per seed, faster)."),
+    executor: str = ExecutorOption,
+    address: Optional[str] = AddressOption,
+    gpus: float = GpusOption,
 ) -> None:
     """Train the models the store lacks; re-running resumes, and the filters choose cells, not recipes."""
     from zoobench.generate import generate
@@ -178,7 +200,7 @@ def zoo_generate(
     spec = store.resolve(zoo)
     try:
         report = generate(spec, store, _values(loads), _values(temperatures), _values(seeds), workers, data_root,
-                          fused=fused)
+                          fused=fused, executor=_executor(executor, workers, address, gpus))
     except KeyboardInterrupt:
         errors.print("interrupted: finished models are kept; run the same command again to resume")
         raise typer.Exit(130) from None
@@ -207,6 +229,9 @@ def zoo_annotate(
     epoch: Optional[int] = EpochOption,
     workers: Optional[int] = WorkersOption,
     data_root: Optional[Path] = DataRootOption,
+    executor: str = ExecutorOption,
+    address: Optional[str] = AddressOption,
+    gpus: float = GpusOption,
     home: Optional[Path] = HomeOption,
 ) -> None:
     """Compute loss-landscape metrics per cell (resumable), then print the phase map."""
@@ -215,7 +240,8 @@ def zoo_annotate(
     store = _store(home)
     spec = store.resolve(zoo)
     try:
-        report = annotate(spec, store, _values(metrics) or [], epoch, workers, data_root)
+        report = annotate(spec, store, _values(metrics) or [], epoch, workers, data_root,
+                          executor=_executor(executor, workers, address, gpus))
     except KeyboardInterrupt:
         errors.print("interrupted: finished cells are kept; run the same command again to resume")
         raise typer.Exit(130) from None
@@ -306,6 +332,9 @@ def run_method(
     workers: Optional[int] = WorkersOption,
     data_root: Optional[Path] = DataRootOption,
     device: str = typer.Option("cpu", "--device", help="Torch device, e.g. cpu or cuda."),
+    executor: str = ExecutorOption,
+    address: Optional[str] = AddressOption,
+    gpus: float = GpusOption,
     home: Optional[Path] = HomeOption,
 ) -> None:
     """Run a method on every cell of a zoo (training and annotating what is missing), then report by phase."""
@@ -315,7 +344,7 @@ def run_method(
     spec = store.resolve(zoo)
     try:
         report = run(method, spec, store, _settings(settings or []), plugins or [], epoch, not no_generate, workers,
-                     data_root, device)
+                     data_root, device, executor=_executor(executor, workers, address, gpus))
     except KeyboardInterrupt:
         errors.print("interrupted: finished cells are kept; run the same command again to resume")
         raise typer.Exit(130) from None

@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import queue
 import signal
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
@@ -37,6 +38,23 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+@contextmanager
+def progress_bar(title: str, unit_name: str, total: int, show_progress: bool):
+    """A live bar: units done of `total`, elapsed time, ETA, and the labels of the units in flight.
+
+    Yields (progress, task, show) where ``show(running_units)`` updates the labels in flight.
+    """
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit_name),
+               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn()]
+    with Progress(*columns, disable=not show_progress, transient=False) as progress:
+        task = progress.add_task(title, total=total)
+
+        def show(running: Sequence[Unit]) -> None:
+            progress.update(task, description=f"{title} [cyan]{', '.join(u.label for u in running)}")
+
+        yield progress, task, show
+
+
 class LocalExecutor:
     """Runs units on this machine: inline with one worker, else in a pool of spawned processes."""
 
@@ -46,14 +64,7 @@ class LocalExecutor:
     def run(self, fn: Callable[..., Any], units: Sequence[Unit], title: str, unit_name: str = "models",
             show_progress: bool = True) -> Iterator[tuple[Unit, Any]]:
         """Yield ``(unit, result)`` as units finish; a unit's exception propagates (units report their own failures)."""
-        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit_name),
-                   TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn()]
-        with Progress(*columns, disable=not show_progress, transient=False) as progress:
-            task = progress.add_task(title, total=sum(u.size for u in units))
-
-            def show(running: Sequence[Unit]) -> None:
-                progress.update(task, description=f"{title} [cyan]{', '.join(u.label for u in running)}")
-
+        with progress_bar(title, unit_name, sum(u.size for u in units), show_progress) as (progress, task, show):
             if self.workers == 1 or len(units) <= 1:
                 for unit in units:
                     show([unit])

@@ -41,8 +41,11 @@ def generate(
     device: str = "cpu",
     show_progress: bool = True,
     fused: bool = True,
+    executor=None,
 ) -> GenerationReport:
-    """Train every model of the (restricted) grid that the store lacks; the restriction never changes how."""
+    """Train every model of the (restricted) grid that the store lacks; the restriction never changes how.
+
+    Units run on `executor` (default: a `LocalExecutor` with `workers` processes; or a `RayExecutor`)."""
     started = time.perf_counter()
     zoo = (store or Store()).zoo(spec)
     keys = model_keys(spec, loads, temperatures, seeds)
@@ -52,13 +55,19 @@ def generate(
         report = GenerationReport(spec.name, zoo.path, len(keys), len(keys) - len(todo),
                                   damaged={k: p for k, p in problems.items() if p not in (None, "not trained")})
         if todo:
-            _train(spec, zoo.path, todo, report, workers, data_root, device, show_progress, fused)
+            _train(spec, zoo.path, todo, report, executor or _local(workers), data_root, device, show_progress, fused)
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _train(spec, zoo_path, todo: list[ModelKey], report, workers, data_root, device, show_progress, fused) -> None:
-    from zoobench.executor import LocalExecutor, Unit
+def _local(workers: int | None):
+    from zoobench.executor import LocalExecutor
+
+    return LocalExecutor(workers)
+
+
+def _train(spec, zoo_path, todo: list[ModelKey], report, executor, data_root, device, show_progress, fused) -> None:
+    from zoobench.executor import Unit
     from zoobench.fused import fusable
     from zoobench.training import check_available, train_unit
 
@@ -73,7 +82,6 @@ def _train(spec, zoo_path, todo: list[ModelKey], report, workers, data_root, dev
         groups = [[key] for key in todo]
     units = [Unit(keys[0].cell.id if len(keys) > 1 else keys[0].id, len(keys),
                   (spec, str(zoo_path), keys, root, device, fused)) for keys in groups]
-    executor = LocalExecutor(workers)
     for _, outcome in executor.run(train_unit, units, f"training {spec.name}", show_progress=show_progress):
         for result in outcome:
             if result.status == "failed":

@@ -44,8 +44,11 @@ class RunReport:
 def run(method: str, spec: ZooSpec, store: Store | None = None, settings: dict[str, str] | None = None,
         plugins: Sequence[str] = (), epoch: int | None = None, generate_missing: bool = True,
         workers: int | None = None, data_root: str | Path | None = None, device: str = "cpu",
-        show_progress: bool = True) -> RunReport:
-    """Run `method` on every cell of the zoo (resumable); returns what was done and where the results are."""
+        show_progress: bool = True, executor=None) -> RunReport:
+    """Run `method` on every cell of the zoo (resumable); returns what was done and where the results are.
+
+    Every unit (training, annotation, the method's cells) runs on `executor` (default: a `LocalExecutor`
+    with `workers` processes; or a `RayExecutor`)."""
     started = time.perf_counter()
     found = discover(plugins)
     method_class = found.get(method)
@@ -58,10 +61,13 @@ def run(method: str, spec: ZooSpec, store: Store | None = None, settings: dict[s
     if not generate_missing and not zoo.models():
         raise UsageError(f"zoo {spec.name} has no models in {zoo.path}; drop --no-generate or run "
                          f"`zoobench zoo generate {spec.name}`")
-    prepared = _complete(spec, store, method_class, epoch, workers, data_root, device, show_progress) \
-        if generate_missing else []
     from zoobench.annotations import checkpoint_hashes
     from zoobench.cells import cell_annotations, model_annotations
+    from zoobench.executor import LocalExecutor, Unit
+
+    executor = executor or LocalExecutor(workers)
+    prepared = _complete(spec, store, method_class, epoch, executor, data_root, device, show_progress) \
+        if generate_missing else []
 
     annotations, per_model = cell_annotations(zoo, epoch), model_annotations(zoo, epoch)
     hashes = checkpoint_hashes(zoo, epoch)
@@ -71,15 +77,12 @@ def run(method: str, spec: ZooSpec, store: Store | None = None, settings: dict[s
     todo = [(unit, inputs) for unit, inputs in units.items() if not results.is_current(unit, inputs)]
     report.current = len(units) - len(todo)
     if todo:
-        from zoobench.executor import LocalExecutor, Unit
-
         results.start(found.origin(method))
         root = str(data_root) if data_root else None
         work = [Unit(unit, 1, (spec, str(zoo.path), method, found.plugins, settings or {}, epoch, unit, inputs,
                                annotations, per_model, root, device)) for unit, inputs in todo]
         with zoo.writing():
-            for _, (unit, error) in LocalExecutor(workers).run(run_unit, work, f"{method} on {spec.name}", "units",
-                                                               show_progress):
+            for _, (unit, error) in executor.run(run_unit, work, f"{method} on {spec.name}", "units", show_progress):
                 report.ran += 1
                 if error:
                     report.failed[unit] = error
@@ -87,21 +90,21 @@ def run(method: str, spec: ZooSpec, store: Store | None = None, settings: dict[s
     return report
 
 
-def _complete(spec, store, method_class, epoch, workers, data_root, device, show_progress) -> list[str]:
+def _complete(spec, store, method_class, epoch, executor, data_root, device, show_progress) -> list[str]:
     """Train missing models and compute missing annotations (both resume and skip what is done);
     returns one line for each step that did something."""
     from zoobench.annotate import annotate
     from zoobench.errors import ZoobenchError
     from zoobench.generate import generate
 
-    generation = generate(spec, store, workers=workers, data_root=data_root, device=device,
-                          show_progress=show_progress)
+    generation = generate(spec, store, data_root=data_root, device=device, show_progress=show_progress,
+                          executor=executor)
     if generation.failed:
         model, error = next(iter(generation.failed.items()))
         raise ZoobenchError(f"{len(generation.failed)} models of {spec.name} failed to train (e.g. {model}: {error}); "
                             f"fix the cause and re-run to resume")
     metrics = tuple(dict.fromkeys((*PHASE_METRICS, *method_class.needs)))
-    annotation = annotate(spec, store, metrics, epoch, workers, data_root, device, show_progress)
+    annotation = annotate(spec, store, metrics, epoch, None, data_root, device, show_progress, executor)
     done = []
     if generation.trained or generation.diverged:
         done.append(f"trained {len(generation.trained) + len(generation.diverged)} models in "
