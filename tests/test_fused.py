@@ -71,3 +71,18 @@ def test_stacked_mlp_computes_each_seeds_function():
 def test_fusable_says_why_not(zoo, reason):
     found = fusable(load_spec(zoo))
     assert (found is None) if reason is None else found.startswith(reason)
+
+
+def test_evaluating_many_models_at_once_equals_one_by_one(tiny_zoo):
+    from zoobench.cells import open_cells
+
+    cell = open_cells(tiny_zoo)["w16-bs64"]
+    models = cell.models() + cell.models(epoch=1)
+    for split in ("train", "test"):
+        together = cell.evaluate_many(models, split, stacked=True)
+        for model, values in zip(models, together):
+            alone = cell.evaluate(model, split)
+            assert values["acc"] == alone["acc"] and values["loss"] == pytest.approx(alone["loss"], rel=1e-5)
+    resnet = build_model(load_spec("cifar10_r18").with_overrides({"model.width": 2}).recipe())
+    with pytest.raises(ValueError, match="has no stacked form"):
+        StackedMLP([resnet])  # other families: evaluate_many falls back to one model at a time

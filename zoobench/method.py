@@ -202,6 +202,15 @@ class Cell:
         """Clean loss and accuracy (or the task's metrics) on a split of `data` (default: the cell's)."""
         return (data or self.data).evaluate(model.eval(), split)
 
+    def evaluate_many(self, models, split: str = "test", data=None, stacked: bool | None = None
+                      ) -> list[dict[str, float]]:
+        """`evaluate` for many models of the cell's architecture at once (sparsities, interpolation
+        points, seeds): one stacked forward pass where the family allows it and it pays (see
+        `zoobench.fused.evaluate_many`), the same numbers as one by one (to float rounding)."""
+        from zoobench.fused import evaluate_many
+
+        return evaluate_many(list(models), data or self.data, split, stacked)
+
     def recalibrate(self, model, data=None, batches: int = 10, batch_size: int = 128, seed: int = 0) -> None:
         """Re-estimate BatchNorm statistics on fixed clean training batches; needed after any
         weight-space operation (interpolating, averaging, permuting). Does nothing without BatchNorm."""
