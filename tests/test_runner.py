@@ -2,6 +2,10 @@
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -30,7 +34,7 @@ def test_results_are_stored_per_cell_with_phase_and_provenance(zoo_copy):
     assert report.results.folder.parent == store.zoo(spec).path / "results" / "noop"
     provenance = json.loads((report.results.folder / "run.json").read_text())
     assert provenance["fingerprint"] == spec.fingerprint and provenance["origin"] == NOOP
-    assert provenance["config"] == {"fail_on": "", "offset": 0.0, "no_headline": False} and provenance["headline"] == "models"
+    assert provenance["config"] == {"fail_on": "", "offset": 0.0, "no_headline": False, "sleep": 0.0} and provenance["headline"] == "models"
     assert load_results("noop", spec, store, plugins=[NOOP]).equals(report.table())
 
 
@@ -115,3 +119,24 @@ def test_methods_list_shows_plugins_and_warns_about_broken_ones(tmp_path):
     assert listed.returncode == 0
     assert "noop" in listed.stdout and "rebasin" in listed.stdout
     assert "skipped: RuntimeError: boom (at broken.py:1)" in listed.stderr
+
+
+def test_ctrl_c_keeps_finished_cells_and_a_rerun_does_only_the_rest(zoo_copy):
+    spec, store = zoo_copy
+    results = store.zoo(spec).path / "results" / "noop"
+    process = subprocess.Popen([sys.executable, "-m", "zoobench", "run", "--method", "noop", "--plugin", NOOP,
+                                "--set", "sleep=1.5", "--zoo", spec.source, "--no-generate", "--workers", "1"],
+                               env=dict(os.environ, ZOOBENCH_HOME=str(store.home)), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(results.glob("*/w*.json")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert stderr.strip() == "interrupted: finished cells are kept; run the same command again to resume"
+    finished = len(list(results.glob("*/w*.json")))
+    assert 1 <= finished < 4 and not list(results.rglob(".tmp-*"))  # no half-written result file
+    again = run("noop", spec, store, {"sleep": "1.5"}, [NOOP], generate_missing=False, workers=1,
+                show_progress=False)
+    assert (again.ran, again.current) == (4 - finished, finished)
