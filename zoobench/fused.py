@@ -1,24 +1,29 @@
-"""Fused multi-seed training: the seeds of one cell train as one stacked model, one step for all.
+"""Fused multi-seed training: the seeds of one cell train as one network, one step for all.
 
-A cell's seeds share architecture, batch size and schedule, so S networks can run as one with every
-weight stacked along a leading seed axis (`StackedMLP`: each Linear becomes one batched matrix
-product, ``baddbmm``). Each seed keeps its own initialisation (built from its own seed exactly as
-when trained alone), its own data order and its own loss; the summed loss's gradient with respect to
-seed s's weights is seed s's own gradient, and SGD/AdamW update every element independently, so what
-each seed learns equals separate training up to float rounding (tested). One Python step then
-drives S models: on CPU that is what pays for the small networks of a zoo
-(`benchmarks/fused_training.py`, three digits seeds: 1.9x at batch 4 down to 1.1x at batch 256;
-`torch.func.vmap` over `functional_call` measured no faster than separate training, 0.9x).
+A cell's seeds share architecture, batch size and schedule, so S networks can run as one whose
+channels are the seeds' channels side by side (`FusedModels`: grouped convolutions with one group
+per seed, BatchNorm over all seeds' channels, Linear layers as batched matrix products). Each seed
+keeps its own initialisation (built from its own seed exactly as when trained alone), its own data
+order, its own augmentation draws, its own BatchNorm statistics and its own loss; the summed loss's
+gradient with respect to seed s's weights is seed s's own gradient, and SGD/AdamW update every
+element independently, so what each seed learns equals separate training up to float rounding
+(tested for MLPs and for ResNets with augmentation). One Python step then drives S models.
 
-A seed retrained alone (say, a damaged checkpoint) takes the same stacked path with S = 1, which
+Picked by measurement on this 2-core CPU, one thread, three seeds (`benchmarks/fused_training.py`,
+`benchmarks/generate_resnet.py`): MLPs gain 1.6x at batch 4 down to 1.1x at batch 256; ResNet-18
+steps gain 1.9x at width 2 and 1.5x at width 4 but lose beyond (0.97x at width 8, 0.8x at width 16),
+so on CPU conv nets fuse only up to `CPU_CONV_LIMIT` parameters. ``torch.func.vmap`` over
+``functional_call`` (with batched BatchNorm buffers) measured slower than grouped convolutions
+(ResNet-18 width 2: 19.9 vs 10.2 ms per step) and no faster than separate MLP training.
+
+A seed retrained alone (say, a damaged checkpoint) takes the same fused path with S = 1, which
 gives it back bit for bit (tested through the annotation cache, which keys on checkpoint hashes).
-
-Fusion applies to the MLP family on classification data, trained by SGD or AdamW without gradient
-clipping or augmentation; everything else trains model by model (`fusable` says why not).
+`fusable` says why a zoo's cells train model by model instead.
 """
 
 from __future__ import annotations
 
+import copy
 import time
 from pathlib import Path
 from typing import Sequence
@@ -26,6 +31,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from zoobench import augment
 from zoobench.datasets import DATASETS
 from zoobench.grid import ModelKey, model_spec
 from zoobench.spec import ZooSpec
@@ -33,77 +39,150 @@ from zoobench.store import ZooStore
 from zoobench.training import (Outcome, build_model, endless, epoch_row, initialize, load_data, make_optimizer,
                                model_params)
 
-ACTIVATIONS = {nn.ReLU: torch.relu, nn.Tanh: torch.tanh}
+CPU_CONV_LIMIT = 50_000  # parameters per model above which grouped convolutions lose on CPU
 
 
-def fusable(spec: ZooSpec) -> str | None:
-    """Why the zoo's cells cannot train fused, or None when they can."""
+def fusable(spec: ZooSpec, device: str = "cpu") -> str | None:
+    """Why the seeds of this spec's cells (or of one cell, given ``model_spec``) cannot train fused on
+    `device`, or None when they can."""
     training = spec.training
-    if spec.model.architecture != "mlp":
-        return f"architecture {spec.model.architecture} has no fused form (only mlp)"
     if DATASETS.get(spec.data.dataset).task != "classification":
         return f"task {DATASETS.get(spec.data.dataset).task} is not classification"
     if training.optimizer not in ("sgd", "adamw"):
         return f"optimizer {training.optimizer} steps each model with its own line search"
     if training.grad_clip is not None:
         return "gradient clipping needs per-model norms"
-    if spec.data.augmentation.enabled:
-        return "augmentation draws from each model's own random stream"
+    with torch.device("meta"):  # the architecture without allocating it
+        model = build_model(spec.recipe())
+    if (problem := fused_form_problem(model)) is not None:
+        return problem
+    size = sum(p.numel() for p in model.parameters())
+    convolutional = any(isinstance(m, nn.Conv2d) for m in model.modules())
+    if torch.device(device).type == "cpu" and convolutional and size > CPU_CONV_LIMIT:
+        return (f"on CPU, grouped convolutions are slower than separate ones beyond {CPU_CONV_LIMIT} parameters"
+                f" per model (this one has {size}; benchmarks/generate_resnet.py)")
     return None
 
 
-class StackedMLP(nn.Module):
-    """S copies of an MLP (``nn.Sequential`` of Flatten, Linear and ReLU/Tanh) as one module.
+_PER_CHANNEL = (nn.Flatten, nn.ReLU, nn.Tanh, nn.GELU, nn.Identity, nn.AdaptiveAvgPool2d, nn.AvgPool2d, nn.MaxPool2d)
 
-    Input (S, B, ...) -> output (S, B, classes); parameters are (S, out, in) weights and (S, out) biases.
+
+def fused_form_problem(model: nn.Module) -> str | None:
+    """Why `model` cannot run in a `FusedModels`, or None: its forward pass must keep channels apart
+    everywhere except in the layers that `FusedModels` replaces (checked per module type, since a
+    forward pass cannot be inspected)."""
+    from zoobench.architectures.resnet import CifarResNet
+
+    if isinstance(model, CifarResNet):
+        return None
+    if isinstance(model, nn.Sequential):
+        for layer in model:
+            if not isinstance(layer, _PER_CHANNEL + (nn.Linear, nn.Conv2d, nn.BatchNorm2d)):
+                return f"{type(layer).__name__} has no fused form"
+        return None
+    return f"{type(model).__name__} has no fused form (only MLPs and ResNets)"
+
+
+class GroupedLinear(nn.Module):
+    """S Linear layers side by side: (B, S * in) or (S, B, in) -> (S, B, out), seed s on its own block.
+
+    The output keeps the seeds in front, so a chain of Linear layers and activations (an MLP) runs as
+    batched matrix products without a copy between layers.
     """
 
-    def __init__(self, models: Sequence[nn.Sequential]) -> None:
+    def __init__(self, layers: Sequence[nn.Linear]) -> None:
         super().__init__()
-        self.names: list[str] = []  # the original state-dict prefix of each stacked Linear
-        self.steps: list = []  # "flatten", an activation function, or the index of a stacked Linear
-        self.weights = nn.ParameterList()
-        self.biases = nn.ParameterList()
-        if not isinstance(models[0], nn.Sequential):
-            raise ValueError(f"{type(models[0]).__name__} has no stacked form (an MLP is an nn.Sequential)")
-        for index, module in enumerate(models[0]):
-            if isinstance(module, nn.Flatten):
-                self.steps.append("flatten")
-            elif type(module) in ACTIVATIONS:
-                self.steps.append(ACTIVATIONS[type(module)])
-            elif isinstance(module, nn.Linear):
-                layers = [model[index] for model in models]
-                self.weights.append(nn.Parameter(torch.stack([layer.weight.detach() for layer in layers])))
-                self.biases.append(nn.Parameter(torch.stack([layer.bias.detach() for layer in layers])))
-                self.steps.append(len(self.names))
-                self.names.append(str(index))
-            else:
-                raise ValueError(f"{type(module).__name__} has no stacked form")
+        self.seeds = len(layers)
+        self.weight = nn.Parameter(torch.cat([layer.weight.detach() for layer in layers]))  # (S * out, in)
+        self.bias = nn.Parameter(torch.cat([layer.bias.detach() for layer in layers]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        seeds = self.seeds
+        if x.dim() == 2:  # channels side by side, as a flattened conv net or the input hands them over
+            x = x.view(x.shape[0], seeds, -1).transpose(0, 1)
+        out = self.bias.shape[0] // seeds
+        return torch.baddbmm(self.bias.view(seeds, 1, out), x, self.weight.view(seeds, out, -1).transpose(1, 2))
+
+
+def _grouped(parts: Sequence[nn.Module]) -> nn.Module | None:
+    """The fused form of one layer of S models (None for a layer without weights), with their
+    weights concatenated along the output channels."""
+    first, seeds = parts[0], len(parts)
+    if isinstance(first, nn.Conv2d):
+        fused = nn.Conv2d(first.in_channels * seeds, first.out_channels * seeds, first.kernel_size, first.stride,
+                          first.padding, first.dilation, first.groups * seeds, first.bias is not None,
+                          first.padding_mode)
+    elif isinstance(first, nn.BatchNorm2d):
+        fused = nn.BatchNorm2d(first.num_features * seeds, first.eps, first.momentum, first.affine,
+                               first.track_running_stats)
+    elif isinstance(first, nn.Linear):
+        return GroupedLinear(parts)
+    elif next(first.parameters(recurse=False), None) is None and next(first.buffers(recurse=False), None) is None:
+        return None
+    else:
+        raise ValueError(f"{type(first).__name__} has no fused form")
+    states = [part.state_dict() for part in parts]
+    fused.load_state_dict({name: torch.cat([state[name] for state in states]) if states[0][name].dim()
+                           else states[0][name] for name in states[0]})
+    return fused
+
+
+class FusedModels(nn.Module):
+    """S models of one architecture as one network whose channels are the seeds' channels side by side.
+
+    Every convolution becomes a grouped convolution with one group per seed, every BatchNorm one over
+    all seeds' channels (so each seed keeps its own batch statistics and running averages), every
+    Linear a `GroupedLinear`; activations, pooling and residual additions act per channel and stay as
+    they are (horizontally fused training arrays, Wang et al. 2021). Input (B, S, C, ...) -> output
+    (S, B, classes). Applies to networks whose forward pass keeps channels apart except in those
+    layers (the MLP and ResNet families); `fusable` decides which architectures those are.
+    """
+
+    def __init__(self, models: Sequence[nn.Module]) -> None:
+        super().__init__()
+        if (problem := fused_form_problem(models[0])) is not None:
+            raise ValueError(problem)
+        self.seeds = len(models)
+        self.net = copy.deepcopy(models[0])
+        layers = [dict(model.named_modules()) for model in models]
+        for name, _ in list(self.net.named_modules()):
+            if name and (fused := _grouped([layer[name] for layer in layers])) is not None:
+                parent, _, child = name.rpartition(".")
+                setattr(self.net.get_submodule(parent), child, fused)
 
     def forward(self, x: torch.Tensor, shared: bool = False) -> torch.Tensor:
-        """`x` is (S, B, ...), one batch per seed; with `shared`, (B, ...) is one batch for all seeds, and
-        the first Linear runs as a single matrix product with the seeds' weights side by side."""
-        for step in self.steps:
-            if step == "flatten":
-                x = x.flatten(1 if shared else 2)
-            elif isinstance(step, int) and shared:
-                weight, bias = self.weights[step], self.biases[step]  # (S, out, in), (S, out)
-                x = torch.addmm(bias.flatten(), x, weight.flatten(0, 1).t())  # (B, S * out)
-                x = x.view(x.shape[0], *bias.shape).transpose(0, 1)  # (S, B, out)
-                shared = False
-            elif isinstance(step, int):
-                x = torch.baddbmm(self.biases[step].unsqueeze(1), x, self.weights[step].transpose(1, 2))
-            else:
-                x = step(x)
-        return x
+        """`x` is (B, S, C, ...), seed s's batch at ``x[:, s]`` (``torch.stack(batches, 1)``); with
+        `shared`, (B, C, ...) is one batch for all seeds."""
+        x = x.repeat(1, self.seeds, *([1] * (x.dim() - 2))) if shared else x.flatten(1, 2)  # (B, S * C, ...)
+        return self.net(x)  # (S, B, classes): the last layer is a GroupedLinear
 
     def state_dict_of(self, seed_index: int) -> dict[str, torch.Tensor]:
-        """One seed's weights under the original model's state-dict names."""
-        state = {}
-        for name, weight, bias in zip(self.names, self.weights, self.biases):
-            state[f"{name}.weight"] = weight[seed_index].detach().clone()
-            state[f"{name}.bias"] = bias[seed_index].detach().clone()
-        return state
+        """One seed's weights and buffers under the original model's state-dict names."""
+        return {name: (value.view(self.seeds, -1, *value.shape[1:])[seed_index] if value.dim() else value)
+                .detach().clone() for name, value in self.net.state_dict().items()}
+
+
+class _SeedBatches:
+    """One seed's training batches as separate training draws them: the data order from a generator
+    seeded with the seed, the augmentation from torch's global generator as it stood after the seed's
+    initialisation (kept per seed and swapped in for each draw)."""
+
+    def __init__(self, data, batch_size: int, seed: int, augmentation) -> None:
+        order = torch.Generator().manual_seed(seed)
+        self.batches = endless(lambda: data.batches(batch_size, order, augmentation))
+        self.random_state = torch.get_rng_state() if augmentation else None
+
+    def __next__(self):
+        if self.random_state is None:
+            return next(self.batches)
+        outer = torch.get_rng_state()
+        torch.set_rng_state(self.random_state)
+        try:
+            batch = next(self.batches)
+            self.random_state = torch.get_rng_state()
+        finally:
+            torch.set_rng_state(outer)
+        return batch
 
 
 class _Fixed(nn.Module):
@@ -129,17 +208,17 @@ def train_fused(spec: ZooSpec, keys: list[ModelKey], zoo: ZooStore, data_root: s
     recipe_spec = model_spec(spec, keys[0])
     recipe, training = recipe_spec.recipe(), recipe_spec.training
     data = load_data(recipe, data_root).to(device)
-    models = []
+    augmentation = augment.build(recipe_spec.data.augmentation, DATASETS.get(recipe_spec.data.dataset).input_shape[-2:])
+    models, streams = [], []
     for key in keys:
         torch.manual_seed(key.seed)
         model = build_model(recipe).to(device)
         initialize(model, training.init)
         models.append(model.eval())
-    stacked = StackedMLP(models).to(device)
+        streams.append(_SeedBatches(data, training.batch_size, key.seed, augmentation))
+    stacked = FusedModels(models).to(device)
     steps = training.steps_per_epoch or data.steps_per_epoch(training.batch_size)
     optimizer, schedule = make_optimizer(stacked, training, steps * training.epochs)
-    streams = [endless(lambda g=torch.Generator().manual_seed(key.seed): data.batches(training.batch_size, g, None))
-               for key in keys]
     stored = set(spec.stored_epochs)
     writers = {key.id: zoo.new_model(key.id, model_params(spec, key, model_spec(spec, key).recipe()))
                for key in keys}
@@ -175,14 +254,14 @@ def train_fused(spec: ZooSpec, keys: list[ModelKey], zoo: ZooStore, data_root: s
     return [outcomes[key.id] for key in keys]
 
 
-def _train_epoch(stacked: StackedMLP, data, streams, steps: int, optimizer, schedule):
+def _train_epoch(stacked: FusedModels, data, streams, steps: int, optimizer, schedule):
     """One epoch of every seed; returns per seed the size-weighted mean loss and metrics, and the lr
     of the epoch's last step (as separate training reports them)."""
     stacked.train()
     losses, metrics, sizes = [], [], []
     for _ in range(steps):
         batches = [next(stream) for stream in streams]
-        logits = stacked(torch.stack([batch[0] for batch in batches]))
+        logits = stacked(torch.stack([batch[0] for batch in batches], 1))
         results = [data.loss(_Fixed(logits[s]), batch) for s, batch in enumerate(batches)]
         optimizer.zero_grad(set_to_none=True)
         torch.stack([loss for loss, _ in results]).sum().backward()  # seed s's gradient is its own loss's
@@ -210,8 +289,8 @@ def evaluate_many(models: Sequence[nn.Module], data, split: str = "test", stacke
     """Clean loss and accuracy of many models of one architecture on one split, as ``data.evaluate``
     gives them one by one (e.g. a method's sparsities, interpolation points or seeds).
 
-    With `stacked`, MLPs on in-memory classification data run as one stacked forward pass, the first
-    layer as a single matrix product. On CPU that measured 1.5x faster for width 8 but 0.65x for
+    With `stacked`, MLPs and ResNets on in-memory classification data run as one `FusedModels`
+    forward pass. On CPU that measured 1.5x faster for width 8 but 0.65x for
     width 128 (`benchmarks/fused_evaluation.py`), so the default (None) stacks only on CUDA, where
     one kernel launch per layer instead of one per model is what pays.
     """
@@ -221,7 +300,7 @@ def evaluate_many(models: Sequence[nn.Module], data, split: str = "test", stacke
     if not (stacked if stacked is not None else device.type == "cuda"):
         return [data.evaluate(model.eval(), split) for model in models]
     try:
-        fused = StackedMLP(models).to(device)
+        fused = FusedModels(models).to(device).eval()
         x, y = (data.x_test, data.y_test) if split == "test" else (data.x_train, data.y_train)
     except (ValueError, AttributeError, IndexError, StopIteration):
         return [data.evaluate(model.eval(), split) for model in models]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from zoobench.grid import ModelKey, model_keys
+from zoobench.grid import ModelKey, model_keys, model_spec
 from zoobench.spec import ZooSpec
 from zoobench.store import Store
 
@@ -73,13 +73,15 @@ def _train(spec, zoo_path, todo: list[ModelKey], report, executor, data_root, de
 
     check_available(spec, data_root)
     root = str(data_root) if data_root else None
-    if fused and fusable(spec) is None:  # a cell's missing seeds train together as one stacked model
-        by_cell: dict[str, list[ModelKey]] = {}
-        for key in todo:
-            by_cell.setdefault(key.cell.id, []).append(key)
-        groups = list(by_cell.values())
-    else:  # one model per unit: the bar moves per model and an interrupt loses at most one model per worker
-        groups = [[key] for key in todo]
+    by_cell: dict[str, list[ModelKey]] = {}
+    for key in todo:
+        by_cell.setdefault(key.cell.id, []).append(key)
+    groups = []
+    for keys in by_cell.values():
+        if fused and fusable(model_spec(spec, keys[0]), device) is None:  # the cell's seeds as one fused model
+            groups.append(keys)
+        else:  # one model per unit: the bar moves per model and an interrupt loses one model per worker
+            groups += [[key] for key in keys]
     units = [Unit(keys[0].cell.id if len(keys) > 1 else keys[0].id, len(keys),
                   (spec, str(zoo_path), keys, root, device, fused)) for keys in groups]
     for _, outcome in executor.run(train_unit, units, f"training {spec.name}", show_progress=show_progress):

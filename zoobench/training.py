@@ -232,7 +232,7 @@ def train_unit(spec: ZooSpec, zoo_path: str, keys: list[ModelKey], data_root: st
     if fused:
         from zoobench.fused import fusable, train_fused
 
-        if fusable(spec) is None:
+        if fusable(model_spec(spec, keys[0]), device) is None:
             try:
                 return train_fused(spec, keys, zoo, data_root, device)
             except ZoobenchError as error:
