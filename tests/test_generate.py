@@ -69,10 +69,10 @@ def test_a_failing_model_is_reported_and_the_others_still_train(tmp_path, monkey
 
     real = training.train_model
 
-    def flaky(spec, key, zoo, data_root=None, device="cpu"):
+    def flaky(spec, key, zoo, data_root=None, runtime=None):
         if key.id == "w4-bs64-s0":
             raise ZoobenchError("disk full")
-        return real(spec, key, zoo, data_root, device)
+        return real(spec, key, zoo, data_root, runtime)
 
     monkeypatch.setattr(training, "train_model", flaky)
     spec = read_spec_file(write_spec(tmp_path, widths=(4, 8), batch_sizes=(64,), seeds=(0, 1)))

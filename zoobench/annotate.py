@@ -29,11 +29,12 @@ class AnnotationReport:
 
 
 def annotate(spec: ZooSpec, store: Store | None = None, metrics: Sequence[str] = METRICS, epoch: int | None = None,
-             workers: int | None = None, data_root: str | Path | None = None, device: str = "cpu",
+             workers: int | None = None, data_root: str | Path | None = None, device: str = "auto",
              show_progress: bool = True, executor=None) -> AnnotationReport:
     """Compute the missing annotations of every cell that has finished models; returns what it did.
 
-    Units run on `executor` (default: a `LocalExecutor` with `workers` processes)."""
+    Units run on `device` ("auto": the GPU when there is one) and on `executor` (default: a
+    `LocalExecutor` for the device, with `workers` processes on CPU)."""
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise UsageError(f"unknown metric '{unknown[0]}'; valid: {', '.join(METRICS)}")
@@ -54,8 +55,10 @@ def annotate(spec: ZooSpec, store: Store | None = None, metrics: Sequence[str] =
             if todo:
                 from zoobench.executor import LocalExecutor, Unit
 
-                executor = executor or LocalExecutor(workers)
+                from zoobench.runtime import Runtime
 
+                device = Runtime(device).resolved().device
+                executor = executor or LocalExecutor(workers, device)
                 root = str(data_root) if data_root else None
                 units = [Unit(cell_id, 1, (spec, str(zoo.path), metric, cell_id, epoch, root, device)) for cell_id in todo]
                 for _ in executor.run(annotate_cell, units, f"{metric:<7} {spec.name}", "cells",

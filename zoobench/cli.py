@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from zoobench.errors import ZoobenchError
+from zoobench.executor import UNITS_PER_GPU
 
 app = typer.Typer(help="Benchmark harness for downstream methods on phase zoos.", no_args_is_help=True,
                   pretty_exceptions_show_locals=False, add_completion=False)
@@ -42,6 +43,14 @@ ExecutorOption = typer.Option("local", "--executor", help="Where units run: loca
                               "(a Ray cluster; pip install 'zoobench[ray]').")
 AddressOption = typer.Option(None, "--address", help="Ray cluster address, e.g. auto (default: a local Ray).")
 GpusOption = typer.Option(0.0, "--gpus-per-unit", min=0.0, help="With --executor ray: GPU fraction per unit.")
+DeviceOption = typer.Option("auto", "--device", help="Torch device: auto (the GPUs when there are, else the CPU), "
+                            "cpu, cuda (every visible GPU) or cuda:N.")
+UnitsPerGpuOption = typer.Option(UNITS_PER_GPU, "--units-per-gpu", min=1, help="Units sharing one GPU at a time (local executor).")
+PrecisionOption = typer.Option("auto", "--precision", help="Training forward pass: auto (bf16 on GPUs that support "
+                               "it, else fp32), fp32 or bf16. Evaluation is always fp32.")
+ChannelsLastOption = typer.Option(None, "--channels-last/--no-channels-last", show_default=False,
+                                  help="Channels-last memory format for training (default: on GPUs).")
+CompileOption = typer.Option(False, "--compile/--no-compile", help="torch.compile the training step.")
 PluginOption = typer.Option(None, "--plugin", help="Method plugin module or .py file (repeatable); "
                             "ZOOBENCH_PLUGINS adds more, separated by ':'.")
 
@@ -52,14 +61,15 @@ def _store(home: Optional[Path]):
     return Store(home)
 
 
-def _executor(kind: str, workers: Optional[int], address: Optional[str], gpus: float):
+def _executor(kind: str, workers: Optional[int], address: Optional[str], gpus: float, device: str,
+              units_per_gpu: int):
     """The executor the CLI's flags ask for."""
     from zoobench.errors import UsageError
 
     if kind == "local":
         from zoobench.executor import LocalExecutor
 
-        return LocalExecutor(workers)
+        return LocalExecutor(workers, device, units_per_gpu)
     if kind == "ray":
         from zoobench.ray_executor import RayExecutor
 
@@ -189,18 +199,25 @@ def zoo_generate(
     data_root: Optional[Path] = DataRootOption,
     fused: bool = typer.Option(True, "--fused/--no-fused", help="Train a cell's seeds as one stacked model "
                                "where the zoo allows it (same result per seed, faster)."),
+    device: str = DeviceOption,
+    precision: str = PrecisionOption,
+    channels_last: Optional[bool] = ChannelsLastOption,
+    compile: bool = CompileOption,
     executor: str = ExecutorOption,
     address: Optional[str] = AddressOption,
     gpus: float = GpusOption,
+    units_per_gpu: int = UnitsPerGpuOption,
 ) -> None:
     """Train the models the store lacks; re-running resumes, and the filters choose cells, not recipes."""
     from zoobench.generate import generate
+    from zoobench.runtime import Runtime
 
     store = _store(home)
     spec = store.resolve(zoo)
     try:
         report = generate(spec, store, _values(loads), _values(temperatures), _values(seeds), workers, data_root,
-                          fused=fused, executor=_executor(executor, workers, address, gpus))
+                          Runtime(device, precision, channels_last, compile), fused=fused,
+                          executor=_executor(executor, workers, address, gpus, device, units_per_gpu))
     except KeyboardInterrupt:
         errors.print("interrupted: finished models are kept; run the same command again to resume")
         raise typer.Exit(130) from None
@@ -229,9 +246,11 @@ def zoo_annotate(
     epoch: Optional[int] = EpochOption,
     workers: Optional[int] = WorkersOption,
     data_root: Optional[Path] = DataRootOption,
+    device: str = DeviceOption,
     executor: str = ExecutorOption,
     address: Optional[str] = AddressOption,
     gpus: float = GpusOption,
+    units_per_gpu: int = UnitsPerGpuOption,
     home: Optional[Path] = HomeOption,
 ) -> None:
     """Compute loss-landscape metrics per cell (resumable), then print the phase map."""
@@ -240,8 +259,8 @@ def zoo_annotate(
     store = _store(home)
     spec = store.resolve(zoo)
     try:
-        report = annotate(spec, store, _values(metrics) or [], epoch, workers, data_root,
-                          executor=_executor(executor, workers, address, gpus))
+        report = annotate(spec, store, _values(metrics) or [], epoch, workers, data_root, device,
+                          executor=_executor(executor, workers, address, gpus, device, units_per_gpu))
     except KeyboardInterrupt:
         errors.print("interrupted: finished cells are kept; run the same command again to resume")
         raise typer.Exit(130) from None
@@ -331,20 +350,26 @@ def run_method(
     epoch: Optional[int] = EpochOption,
     workers: Optional[int] = WorkersOption,
     data_root: Optional[Path] = DataRootOption,
-    device: str = typer.Option("cpu", "--device", help="Torch device, e.g. cpu or cuda."),
+    device: str = DeviceOption,
+    precision: str = PrecisionOption,
+    channels_last: Optional[bool] = ChannelsLastOption,
+    compile: bool = CompileOption,
     executor: str = ExecutorOption,
     address: Optional[str] = AddressOption,
     gpus: float = GpusOption,
+    units_per_gpu: int = UnitsPerGpuOption,
     home: Optional[Path] = HomeOption,
 ) -> None:
     """Run a method on every cell of a zoo (training and annotating what is missing), then report by phase."""
     from zoobench.runner import run
+    from zoobench.runtime import Runtime
 
     store = _store(home)
     spec = store.resolve(zoo)
     try:
         report = run(method, spec, store, _settings(settings or []), plugins or [], epoch, not no_generate, workers,
-                     data_root, device, executor=_executor(executor, workers, address, gpus))
+                     data_root, Runtime(device, precision, channels_last, compile),
+                     executor=_executor(executor, workers, address, gpus, device, units_per_gpu))
     except KeyboardInterrupt:
         errors.print("interrupted: finished cells are kept; run the same command again to resume")
         raise typer.Exit(130) from None

@@ -34,6 +34,7 @@ from torch import nn
 from zoobench import augment
 from zoobench.datasets import DATASETS
 from zoobench.grid import ModelKey, model_spec
+from zoobench.runtime import Runtime
 from zoobench.spec import ZooSpec
 from zoobench.store import ZooStore
 from zoobench.training import (Outcome, build_model, endless, epoch_row, initialize, load_data, make_optimizer,
@@ -197,7 +198,7 @@ class _Fixed(nn.Module):
 
 
 def train_fused(spec: ZooSpec, keys: list[ModelKey], zoo: ZooStore, data_root: str | Path | None = None,
-                device: str = "cpu") -> list[Outcome]:
+                runtime: Runtime = Runtime()) -> list[Outcome]:
     """Train the given seeds of one cell as one stacked model and publish each seed to the store.
 
     The store sees exactly what separate training writes: per seed its epoch rows (clean evaluation of
@@ -205,8 +206,10 @@ def train_fused(spec: ZooSpec, keys: list[ModelKey], zoo: ZooStore, data_root: s
     that epoch while the others go on.
     """
     started = time.perf_counter()
+    runtime = runtime.resolved()
     recipe_spec = model_spec(spec, keys[0])
     recipe, training = recipe_spec.recipe(), recipe_spec.training
+    device = runtime.device
     data = load_data(recipe, data_root).to(device)
     augmentation = augment.build(recipe_spec.data.augmentation, DATASETS.get(recipe_spec.data.dataset).input_shape[-2:])
     models, streams = [], []
@@ -217,6 +220,7 @@ def train_fused(spec: ZooSpec, keys: list[ModelKey], zoo: ZooStore, data_root: s
         models.append(model.eval())
         streams.append(_SeedBatches(data, training.batch_size, key.seed, augmentation))
     stacked = FusedModels(models).to(device)
+    step_model = runtime.prepare(stacked)
     steps = training.steps_per_epoch or data.steps_per_epoch(training.batch_size)
     optimizer, schedule = make_optimizer(stacked, training, steps * training.epochs)
     stored = set(spec.stored_epochs)
@@ -228,7 +232,7 @@ def train_fused(spec: ZooSpec, keys: list[ModelKey], zoo: ZooStore, data_root: s
         for epoch in range(training.epochs + 1):
             epoch_start = time.perf_counter()
             if epoch:
-                train, lr = _train_epoch(stacked, data, streams, steps, optimizer, schedule)
+                train, lr = _train_epoch(step_model, data, streams, steps, optimizer, schedule, runtime)
             for index, key in enumerate(keys):
                 if key.id in outcomes:
                     continue
@@ -238,13 +242,15 @@ def train_fused(spec: ZooSpec, keys: list[ModelKey], zoo: ZooStore, data_root: s
                 row = epoch_row(epoch, seed_train, data.evaluate(models[index]), lr, time.perf_counter() - epoch_start)
                 writer.log_epoch(row)
                 if row["diverged"]:
-                    writer.publish("diverged", diverged_epoch=epoch, seconds=time.perf_counter() - started)
+                    writer.publish("diverged", diverged_epoch=epoch, seconds=time.perf_counter() - started,
+                                   fused_seeds=len(keys), runtime=runtime.record())
                     outcomes[key.id] = Outcome(key.id, "diverged", time.perf_counter() - started)
                 elif epoch in stored:
                     writer.checkpoint(epoch, models[index].state_dict())
         for key in keys:
             if key.id not in outcomes:
-                writers[key.id].publish("ok", seconds=time.perf_counter() - started, fused_seeds=len(keys))
+                writers[key.id].publish("ok", seconds=time.perf_counter() - started, fused_seeds=len(keys),
+                                        runtime=runtime.record())
                 outcomes[key.id] = Outcome(key.id, "ok", time.perf_counter() - started)
     except BaseException:
         for key in keys:
@@ -254,15 +260,16 @@ def train_fused(spec: ZooSpec, keys: list[ModelKey], zoo: ZooStore, data_root: s
     return [outcomes[key.id] for key in keys]
 
 
-def _train_epoch(stacked: FusedModels, data, streams, steps: int, optimizer, schedule):
+def _train_epoch(stacked: FusedModels, data, streams, steps: int, optimizer, schedule, runtime: Runtime):
     """One epoch of every seed; returns per seed the size-weighted mean loss and metrics, and the lr
     of the epoch's last step (as separate training reports them)."""
     stacked.train()
     losses, metrics, sizes = [], [], []
     for _ in range(steps):
         batches = [next(stream) for stream in streams]
-        logits = stacked(torch.stack([batch[0] for batch in batches], 1))
-        results = [data.loss(_Fixed(logits[s]), batch) for s, batch in enumerate(batches)]
+        with runtime.autocast():
+            logits = stacked(torch.stack([batch[0] for batch in batches], 1))
+            results = [data.loss(_Fixed(logits[s]), batch) for s, batch in enumerate(batches)]
         optimizer.zero_grad(set_to_none=True)
         torch.stack([loss for loss, _ in results]).sum().backward()  # seed s's gradient is its own loss's
         optimizer.step()

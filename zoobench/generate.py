@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from zoobench.grid import ModelKey, model_keys, model_spec
+from zoobench.runtime import Runtime, runtime_of
 from zoobench.spec import ZooSpec
 from zoobench.store import Store
 
@@ -38,14 +39,16 @@ def generate(
     seeds: Sequence[int] | None = None,
     workers: int | None = None,
     data_root: str | Path | None = None,
-    device: str = "cpu",
+    device: str | Runtime = "auto",
     show_progress: bool = True,
     fused: bool = True,
     executor=None,
 ) -> GenerationReport:
     """Train every model of the (restricted) grid that the store lacks; the restriction never changes how.
 
-    Units run on `executor` (default: a `LocalExecutor` with `workers` processes; or a `RayExecutor`)."""
+    `device` is a torch device ("auto": the GPU when there is one) or a `Runtime` (precision, memory
+    format, compilation). Units run on `executor` (default: a `LocalExecutor` for the device, with
+    `workers` processes on CPU; or a `RayExecutor`)."""
     started = time.perf_counter()
     zoo = (store or Store()).zoo(spec)
     keys = model_keys(spec, loads, temperatures, seeds)
@@ -55,18 +58,21 @@ def generate(
         report = GenerationReport(spec.name, zoo.path, len(keys), len(keys) - len(todo),
                                   damaged={k: p for k, p in problems.items() if p not in (None, "not trained")})
         if todo:
-            _train(spec, zoo.path, todo, report, executor or _local(workers), data_root, device, show_progress, fused)
+            runtime = runtime_of(device).resolved()
+            _train(spec, zoo.path, todo, report, executor or _local(workers, runtime.device), data_root, runtime,
+                   show_progress, fused)
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _local(workers: int | None):
+def _local(workers: int | None, device: str):
     from zoobench.executor import LocalExecutor
 
-    return LocalExecutor(workers)
+    return LocalExecutor(workers, device)
 
 
-def _train(spec, zoo_path, todo: list[ModelKey], report, executor, data_root, device, show_progress, fused) -> None:
+def _train(spec, zoo_path, todo: list[ModelKey], report, executor, data_root, runtime: Runtime, show_progress,
+           fused) -> None:
     from zoobench.executor import Unit
     from zoobench.fused import fusable
     from zoobench.training import check_available, train_unit
@@ -78,12 +84,12 @@ def _train(spec, zoo_path, todo: list[ModelKey], report, executor, data_root, de
         by_cell.setdefault(key.cell.id, []).append(key)
     groups = []
     for keys in by_cell.values():
-        if fused and fusable(model_spec(spec, keys[0]), device) is None:  # the cell's seeds as one fused model
+        if fused and fusable(model_spec(spec, keys[0]), runtime.device) is None:  # the cell's seeds as one fused model
             groups.append(keys)
         else:  # one model per unit: the bar moves per model and an interrupt loses one model per worker
             groups += [[key] for key in keys]
     units = [Unit(keys[0].cell.id if len(keys) > 1 else keys[0].id, len(keys),
-                  (spec, str(zoo_path), keys, root, device, fused)) for keys in groups]
+                  (spec, str(zoo_path), keys, root, runtime, fused)) for keys in groups]
     for _, outcome in executor.run(train_unit, units, f"training {spec.name}", show_progress=show_progress):
         for result in outcome:
             if result.status == "failed":

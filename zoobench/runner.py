@@ -18,6 +18,7 @@ from zoobench.errors import UsageError
 from zoobench.method import Method, make_config
 from zoobench.plugins import discover
 from zoobench.results import MethodResults, clean_values, digest
+from zoobench.runtime import Runtime, runtime_of
 from zoobench.spec import ZooSpec
 from zoobench.store import Store
 
@@ -43,12 +44,13 @@ class RunReport:
 
 def run(method: str, spec: ZooSpec, store: Store | None = None, settings: dict[str, str] | None = None,
         plugins: Sequence[str] = (), epoch: int | None = None, generate_missing: bool = True,
-        workers: int | None = None, data_root: str | Path | None = None, device: str = "cpu",
+        workers: int | None = None, data_root: str | Path | None = None, device: str | Runtime = "auto",
         show_progress: bool = True, executor=None) -> RunReport:
     """Run `method` on every cell of the zoo (resumable); returns what was done and where the results are.
 
-    Every unit (training, annotation, the method's cells) runs on `executor` (default: a `LocalExecutor`
-    with `workers` processes; or a `RayExecutor`)."""
+    Every unit (training, annotation, the method's cells) runs on `device` (a torch device, "auto"
+    for the GPU when there is one, or a `Runtime` for training) and on `executor` (default: a
+    `LocalExecutor` for the device, with `workers` processes on CPU; or a `RayExecutor`)."""
     started = time.perf_counter()
     found = discover(plugins)
     method_class = found.get(method)
@@ -65,7 +67,7 @@ def run(method: str, spec: ZooSpec, store: Store | None = None, settings: dict[s
     from zoobench.cells import cell_annotations, model_annotations
     from zoobench.executor import LocalExecutor, Unit
 
-    executor = executor or LocalExecutor(workers)
+    executor = executor or LocalExecutor(workers, runtime_of(device).device)
     prepared = _complete(spec, store, method_class, epoch, executor, data_root, device, show_progress) \
         if generate_missing else []
 
@@ -79,8 +81,9 @@ def run(method: str, spec: ZooSpec, store: Store | None = None, settings: dict[s
     if todo:
         results.start(found.origin(method))
         root = str(data_root) if data_root else None
+        where = runtime_of(device).resolved().device
         work = [Unit(unit, 1, (spec, str(zoo.path), method, found.plugins, settings or {}, epoch, unit, inputs,
-                               annotations, per_model, root, device)) for unit, inputs in todo]
+                               annotations, per_model, root, where)) for unit, inputs in todo]
         with zoo.writing():
             for _, (unit, error) in executor.run(run_unit, work, f"{method} on {spec.name}", "units", show_progress):
                 report.ran += 1
@@ -104,7 +107,8 @@ def _complete(spec, store, method_class, epoch, executor, data_root, device, sho
         raise ZoobenchError(f"{len(generation.failed)} models of {spec.name} failed to train (e.g. {model}: {error}); "
                             f"fix the cause and re-run to resume")
     metrics = tuple(dict.fromkeys((*PHASE_METRICS, *method_class.needs)))
-    annotation = annotate(spec, store, metrics, epoch, None, data_root, device, show_progress, executor)
+    annotation = annotate(spec, store, metrics, epoch, None, data_root, runtime_of(device).device, show_progress,
+                          executor)
     done = []
     if generation.trained or generation.diverged:
         done.append(f"trained {len(generation.trained) + len(generation.diverged)} models in "

@@ -34,6 +34,7 @@ from zoobench.datasets import DATASETS
 from zoobench.errors import ZoobenchError
 from zoobench.grid import ModelKey, model_spec
 from zoobench.registry import load_target
+from zoobench.runtime import Runtime
 from zoobench.spec import TrainingSpec, ZooSpec
 from zoobench.store import ZooStore
 
@@ -110,16 +111,18 @@ class Outcome:
 
 
 def train_model(spec: ZooSpec, key: ModelKey, zoo: ZooStore, data_root: str | Path | None = None,
-                device: str = "cpu") -> Outcome:
+                runtime: Runtime = Runtime()) -> Outcome:
     """Train one model of the zoo and publish it to the store; returns how it ended."""
     started = time.perf_counter()
+    runtime = runtime.resolved()
     recipe_spec = model_spec(spec, key)
     recipe = recipe_spec.recipe()
     training = recipe_spec.training
-    data = load_data(recipe, data_root).to(device)
+    data = load_data(recipe, data_root).to(runtime.device)
     torch.manual_seed(key.seed)
-    model = build_model(recipe).to(device)
+    model = build_model(recipe).to(runtime.device)
     initialize(model, training.init)
+    step_model = runtime.prepare(model)
     steps = training.steps_per_epoch or data.steps_per_epoch(training.batch_size)
     optimizer, schedule = make_optimizer(model, training, steps * training.epochs)
     order = torch.Generator().manual_seed(key.seed)
@@ -137,24 +140,26 @@ def train_model(spec: ZooSpec, key: ModelKey, zoo: ZooStore, data_root: str | Pa
             writer.checkpoint(0, model.state_dict())
         for epoch in range(1, training.epochs + 1):
             epoch_start = time.perf_counter()
-            train = _train_epoch(model, data, stream, steps, optimizer, schedule, training)
+            train = _train_epoch(step_model, data, stream, steps, optimizer, schedule, training, runtime)
             model.eval()
             lr = train.pop("lr")
             row = epoch_row(epoch, train, data.evaluate(model), lr, time.perf_counter() - epoch_start)
             writer.log_epoch(row)
             if row["diverged"]:
-                writer.publish("diverged", diverged_epoch=epoch, seconds=time.perf_counter() - started)
+                writer.publish("diverged", diverged_epoch=epoch, seconds=time.perf_counter() - started,
+                               runtime=runtime.record())
                 return Outcome(key.id, "diverged", time.perf_counter() - started)
             if epoch in stored:
                 writer.checkpoint(epoch, model.state_dict())
-        writer.publish("ok", seconds=time.perf_counter() - started)
+        writer.publish("ok", seconds=time.perf_counter() - started, runtime=runtime.record())
     except BaseException:
         writer.discard()
         raise
     return Outcome(key.id, "ok", time.perf_counter() - started)
 
 
-def _train_epoch(model, data, stream, steps, optimizer, schedule, training: TrainingSpec) -> dict[str, float]:
+def _train_epoch(model, data, stream, steps, optimizer, schedule, training: TrainingSpec,
+                 runtime: Runtime) -> dict[str, float]:
     """One epoch; per-step losses stay on the device and are read once, at the end.
 
     The reported lr is the one the epoch's last step used (the scheduler has already moved past it).
@@ -167,7 +172,8 @@ def _train_epoch(model, data, stream, steps, optimizer, schedule, training: Trai
 
         def closure() -> torch.Tensor:
             optimizer.zero_grad(set_to_none=True)
-            loss, step_metrics = data.loss(model, batch)
+            with runtime.autocast():
+                loss, step_metrics = data.loss(model, batch)
             loss.backward()
             if training.grad_clip is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), training.grad_clip)
@@ -220,7 +226,7 @@ def model_params(spec: ZooSpec, key: ModelKey, recipe: dict[str, Any]) -> dict[s
     }
 
 
-def train_unit(spec: ZooSpec, zoo_path: str, keys: list[ModelKey], data_root: str | None, device: str,
+def train_unit(spec: ZooSpec, zoo_path: str, keys: list[ModelKey], data_root: str | None, runtime: Runtime,
                fused: bool = True) -> list[Outcome]:
     """A unit of work: the given seeds of one cell, trained fused when the zoo allows it (see
     `zoobench.fused`), else one after another.
@@ -232,15 +238,15 @@ def train_unit(spec: ZooSpec, zoo_path: str, keys: list[ModelKey], data_root: st
     if fused:
         from zoobench.fused import fusable, train_fused
 
-        if fusable(model_spec(spec, keys[0]), device) is None:
+        if fusable(model_spec(spec, keys[0]), runtime.device) is None:
             try:
-                return train_fused(spec, keys, zoo, data_root, device)
+                return train_fused(spec, keys, zoo, data_root, runtime)
             except ZoobenchError as error:
                 return [Outcome(key.id, "failed", 0.0, str(error)) for key in keys]
     outcomes = []
     for key in keys:
         try:
-            outcomes.append(train_model(spec, key, zoo, data_root, device))
+            outcomes.append(train_model(spec, key, zoo, data_root, runtime))
         except ZoobenchError as error:
             outcomes.append(Outcome(key.id, "failed", 0.0, str(error)))
     return outcomes
