@@ -77,7 +77,7 @@ def test_bad_runtime_flags_are_one_line_errors(tmp_path):
 def micro_resnet(tmp_path):
     fabricate("cifar10", tmp_path / "data", n_train=32, n_test=16)
     return load_spec("cifar10_r18").with_overrides({
-        "training.epochs": 1, "training.checkpoint_epochs": [1], "evaluation.epoch": 1, "training.lr": 0.005,
+        "training.epochs": 1, "training.checkpoint_epochs": [1], "evaluation.epoch": 1, "training.lr": 0.002,
         "grid.load.values": [2], "grid.temperature.values": [16], "grid.seeds": [0, 1]})
 
 

@@ -88,7 +88,24 @@ def test_augmentation_transforms_each_image_on_its_own():
     assert all(torch.equal(a, b.flip(-1)) for a, b, c in zip(flipped, batch, changed) if c)
     crop = augment.build(AugmentationSpec(crop_padding=2, rotation_degrees=20), (8, 8))
     assert crop(batch).shape == batch.shape and crop(batch).dtype == torch.uint8
+    assert len({tuple(image.flatten().tolist()) for image in crop(batch)}) > 16  # each its own crop and angle
     assert augment.build(AugmentationSpec(), (8, 8)) is None
+
+
+@pytest.mark.parametrize("height, width", [(32, 32), (24, 40)])
+def test_batched_crop_and_rotation_equal_torchvision_image_by_image(height, width):
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as TF
+
+    torch.manual_seed(0)
+    batch = torch.randint(0, 256, (5, 3, height, width), dtype=torch.uint8)
+    tops, lefts = torch.tensor([0, 1, 8, 3, 4]), torch.tensor([8, 0, 2, 7, 4])
+    cropped = augment.crop(torch.nn.functional.pad(batch, (4,) * 4), tops, lefts, height, width)
+    for image, top, left, ours in zip(batch, tops, lefts, cropped):
+        assert torch.equal(ours, TF.crop(TF.pad(image, [4]), int(top), int(left), height, width))
+    angles = torch.tensor([20.0, -13.7, 5.0, 0.0, -20.0])
+    for image, angle, ours in zip(batch, angles, augment.rotate(batch, angles)):
+        assert torch.equal(ours, TF.rotate(image, float(angle), interpolation=InterpolationMode.NEAREST))
 
 
 def test_augmented_training_is_still_deterministic(tmp_path):
