@@ -85,7 +85,7 @@ def fused_form_problem(model: nn.Module) -> str | None:
 
 
 class GroupedLinear(nn.Module):
-    """S Linear layers side by side: (B, S * in) or (S, B, in) -> (S, B, out), seed s on its own block.
+    """S Linear layers side by side: (B, S * in), (S, B, in) or one input for all seeds (B, in) -> (S, B, out).
 
     The output keeps the seeds in front, so a chain of Linear layers and activations (an MLP) runs as
     batched matrix products without a copy between layers.
@@ -99,9 +99,11 @@ class GroupedLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         seeds = self.seeds
+        out = self.bias.shape[0] // seeds
+        if x.dim() == 2 and x.shape[1] == self.weight.shape[1]:  # one input for all seeds: one matrix product
+            return torch.addmm(self.bias, x, self.weight.t()).view(len(x), seeds, out).transpose(0, 1)
         if x.dim() == 2:  # channels side by side, as a flattened conv net or the input hands them over
             x = x.view(x.shape[0], seeds, -1).transpose(0, 1)
-        out = self.bias.shape[0] // seeds
         return torch.baddbmm(self.bias.view(seeds, 1, out), x, self.weight.view(seeds, out, -1).transpose(1, 2))
 
 
@@ -150,11 +152,16 @@ class FusedModels(nn.Module):
             if name and (fused := _grouped([layer[name] for layer in layers])) is not None:
                 parent, _, child = name.rpartition(".")
                 setattr(self.net.get_submodule(parent), child, fused)
+        first = next(m for m in self.net.modules() if isinstance(m, (GroupedLinear, nn.Conv2d)))
+        self.linear_first = isinstance(first, GroupedLinear)  # a shared input then needs no copies
 
     def forward(self, x: torch.Tensor, shared: bool = False) -> torch.Tensor:
         """`x` is (B, S, C, ...), seed s's batch at ``x[:, s]`` (``torch.stack(batches, 1)``); with
         `shared`, (B, C, ...) is one batch for all seeds."""
-        x = x.repeat(1, self.seeds, *([1] * (x.dim() - 2))) if shared else x.flatten(1, 2)  # (B, S * C, ...)
+        if not shared:
+            x = x.flatten(1, 2)  # (B, S * C, ...)
+        elif not self.linear_first:
+            x = x.repeat(1, self.seeds, *([1] * (x.dim() - 2)))
         return self.net(x)  # (S, B, classes): the last layer is a GroupedLinear
 
     def state_dict_of(self, seed_index: int) -> dict[str, torch.Tensor]:
