@@ -1,10 +1,16 @@
 """The Ray executor: the same units as the local executor, as Ray tasks on a cluster (``zoobench[ray]``).
 
-Every unit of zoobench writes its own output atomically into the store (a model folder renamed into
-place, a cell's annotation or result file), so a Ray task runs the very function a local worker
-runs, and resuming works the same: what is finished is skipped by the driver's planning. On a
-cluster every node must see the store and the data at the same paths (a shared file system);
-`zoobench ... --executor ray --address auto` then spreads the units over all nodes.
+A Ray task runs the very function a local worker runs, but under `atomic.capture`: what the unit
+would write into the store (a model folder, a cell's annotation or result file) goes to a scratch
+folder on its node and comes back to the driver as bytes, and the driver installs it atomically
+(`store.install`) before it counts the unit as done. So only the driver writes the store: a node
+that crashes, or a task that Ctrl-C cancels, can never leave anything in it, and resuming works
+exactly as locally (what is finished is skipped by the driver's planning). The price is that a
+unit's outputs (for training, its models' checkpoints) travel through Ray's object store to the
+driver. Units still read their inputs in place (checkpoints and annotations from the store, the
+data from the data root), so every node must see the store and the data at the same paths (a
+shared file system; only the driver writes to the store); `zoobench ... --executor ray --address
+auto` then spreads the units over all nodes.
 
 A unit asks Ray for one CPU and, on GPU clusters, a fraction of a GPU (``gpus_per_unit``), so
 several small units share a GPU. Units are submitted at most ``2 x`` the cluster's CPUs at a time
@@ -13,17 +19,30 @@ so the progress bar shows what is in flight, and Ctrl-C cancels what is running.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+from zoobench import atomic
 from zoobench.errors import ZoobenchError
 from zoobench.executor import Unit, progress_bar
+from zoobench.store import install
 
 
-def _run_unit(fn: Callable[..., Any], args: tuple) -> Any:
+def _run_unit(fn: Callable[..., Any], args: tuple) -> tuple[Any, dict[Path, bytes]]:
+    """The task: the unit's result and the files it wrote (real path -> content), none of them in the store."""
     import torch
 
     torch.set_num_threads(1)  # one CPU per unit, as Ray scheduled it
-    return fn(*args)
+    with atomic.capture() as files:
+        result = fn(*args)
+    return result, files
+
+
+def _install(returned: tuple[Any, dict[Path, bytes]]) -> Any:
+    """On the driver: put a finished task's files into the store; returns the unit's result."""
+    result, files = returned
+    install(files)
+    return result
 
 
 class RayExecutor:
@@ -58,10 +77,10 @@ class RayExecutor:
                     (done,), _ = ray.wait(list(running), num_returns=1)
                     unit = running.pop(done)
                     try:
-                        result = ray.get(done)
+                        returned = ray.get(done)
                     except ray.exceptions.RayTaskError as error:
                         raise error.as_instanceof_cause() from None
-                    yield unit, result
+                    yield unit, _install(returned)  # installed before the unit counts as done: a resume sees it
                     progress.advance(bar, unit.size)
                 show([])
             finally:  # on Ctrl-C or an error, stop what is still running

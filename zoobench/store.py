@@ -26,7 +26,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Iterator, Literal, Mapping
 
 from zoobench import atomic
 from zoobench.errors import UsageError, ZoobenchError
@@ -64,7 +64,7 @@ class Store:
     """All zoos under one home folder."""
 
     def __init__(self, home: str | Path | None = None) -> None:
-        self.home = Path(home or os.environ.get("ZOOBENCH_HOME") or default_home()).expanduser()
+        self.home = Path(home or os.environ.get("ZOOBENCH_HOME") or default_home()).expanduser().absolute()
 
     def zoo(self, spec: ZooSpec) -> ZooStore:
         return ZooStore(self.home / "zoos" / f"{spec.name}-{spec.fingerprint}", spec)
@@ -256,7 +256,7 @@ class ModelWriter:
     def __init__(self, zoo: ZooStore, model_id: str, params: dict[str, Any]) -> None:
         self.zoo = zoo
         self.model_id = model_id
-        self.folder = zoo.path / ".staging" / f"{model_id}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.folder = atomic.redirect(_staging_folder(zoo.path, model_id))
         self.folder.mkdir(parents=True)
         (self.folder / "params.json").write_text(json.dumps(params, indent=2, sort_keys=True) + "\n")
         self._results = open(self.folder / "result.json", "w")
@@ -285,19 +285,55 @@ class ModelWriter:
             files[str(path.relative_to(self.folder))] = {"size": path.stat().st_size, "sha256": _sha256(path)}
         marker = {"status": status, "epochs": self.epochs, "files": files, **info}
         atomic.write_json(self.folder / MARKER, marker)
-        target = self.zoo.models_dir / self.model_id
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists():  # a damaged earlier copy: move it aside atomically, then delete it
-            trash = self.zoo.path / ".trash" / f"{self.model_id}-{uuid.uuid4().hex[:8]}"
-            trash.parent.mkdir(exist_ok=True)
-            os.rename(target, trash)
-            shutil.rmtree(trash)
-        os.rename(self.folder, target)
+        target = atomic.redirect(self.zoo.models_dir / self.model_id)
+        _move_into_place(self.folder, target)
         return target
 
     def discard(self) -> None:
         self._results.close()
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def install(files: Mapping[Path, bytes]) -> None:
+    """Write the files a unit wrote under `atomic.capture` into the store, as atomically as the unit would have.
+
+    A model folder (one holding a completion marker) is built in its zoo's staging area and renamed
+    into place in one step, replacing a damaged earlier copy as `ModelWriter.publish` does; any other
+    file (an annotation, a method result) is written atomically.
+    """
+    folders = sorted({path.parent for path in files if path.name == MARKER})
+    for folder in folders:
+        staging = _staging_folder(folder.parent.parent, folder.name)
+        try:
+            for path, data in files.items():
+                if folder in path.parents:
+                    atomic.write_bytes(staging / path.relative_to(folder), data)
+            _move_into_place(staging, folder)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    for path, data in files.items():
+        if not any(folder in path.parents for folder in folders):
+            atomic.write_bytes(path, data)
+
+
+def _staging_folder(zoo_path: Path, model_id: str) -> Path:
+    """A new folder in the zoo's staging area, which nothing reads and `ZooStore.writing` clears."""
+    return zoo_path / ".staging" / f"{model_id}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _move_into_place(folder: Path, target: Path) -> None:
+    """Rename a finished model folder to `target` (``<zoo>/models/<id>``), so it appears complete or not at all.
+
+    A damaged earlier copy there is first moved aside atomically, then deleted: readers never see a mix.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        trash = target.parent.parent / ".trash" / f"{target.name}-{uuid.uuid4().hex[:8]}"
+        trash.parent.mkdir(exist_ok=True)
+        os.rename(target, trash)
+        shutil.rmtree(trash)
+    os.rename(folder, target)
 
 
 def _sha256(path: Path) -> str:
