@@ -72,11 +72,14 @@ def test_data_download_explains_what_it_cannot_fetch(tmp_path):
 
 
 def test_listing_and_spec_loading_never_import_torch(home):
+    """...and importing the modules `generate` and `annotate` (as zoobench's own code does) leaves the
+    package's functions of the same names in place."""
     import subprocess
     import sys
 
     code = ("import sys, zoobench; from zoobench.cli import app; s = zoobench.load_spec('digits_mlp'); "
-            "zoobench.Store().zoo(s).models(); zoobench.list_specs(); print('torch' in sys.modules)")
+            "zoobench.Store().zoo(s).models(); zoobench.list_specs(); import zoobench.generate, zoobench.annotate; "
+            "assert callable(zoobench.generate) and callable(zoobench.annotate); print('torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"ZOOBENCH_HOME": str(home), "PATH": ""})
     assert result.stdout.strip() == "False", result.stderr
 

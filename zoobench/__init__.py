@@ -18,15 +18,19 @@ _API = {
     "list_specs": "zoobench.spec",
     "Store": "zoobench.store",
     "ZooStore": "zoobench.store",
-    "generate": "zoobench.generate",
-    "annotate": "zoobench.annotate",
     "phase_table": "zoobench.phases",
     "run": "zoobench.runner",
     "load_results": "zoobench.runner",
     "Method": "zoobench.method",
 }
 
-__all__ = sorted(_API)
+# `generate` and `annotate` share their names with their modules: bound here (neither imports torch),
+# or the first import of the module (as zoobench's own code does) would replace the function on the
+# package with the module.
+from zoobench.annotate import annotate  # noqa: E402
+from zoobench.generate import generate  # noqa: E402
+
+__all__ = sorted([*_API, "annotate", "generate"])
 
 
 def __getattr__(name: str):
