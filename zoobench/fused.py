@@ -9,10 +9,11 @@ gradient with respect to seed s's weights is seed s's own gradient, and SGD/Adam
 element independently, so what each seed learns equals separate training up to float rounding
 (tested for MLPs and for ResNets with augmentation). One Python step then drives S models.
 
-Picked by measurement on this 2-core CPU, one thread, three seeds (`benchmarks/fused_training.py`,
-`benchmarks/generate_resnet.py`): MLPs gain 1.6x at batch 4 down to 1.1x at batch 256; ResNet-18
-steps gain 1.9x at width 2 and 1.5x at width 4 but lose beyond (0.97x at width 8, 0.8x at width 16),
-so on CPU conv nets fuse only up to `CPU_CONV_LIMIT` parameters. ``torch.func.vmap`` over
+Picked by measurement on this 2-core CPU, one thread, three seeds: MLPs gain 1.6x at batch 4 down
+to 1.1x at batch 256 (`benchmarks/fused_training.py`); a ResNet-18 training step (SGD, CIFAR-sized
+input) gains 1.9x at width 2 / batch 8 and 1.5x at width 4 / batch 32 but loses beyond (0.97x at
+width 8, 0.8x at width 16, measured step by step against three separate models), so on CPU conv
+nets fuse only up to `CPU_CONV_LIMIT` parameters; whole micro-zoos: `benchmarks/generate_resnet.py`. ``torch.func.vmap`` over
 ``functional_call`` (with batched BatchNorm buffers) measured slower than grouped convolutions
 (ResNet-18 width 2: 19.9 vs 10.2 ms per step) and no faster than separate MLP training.
 
