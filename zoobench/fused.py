@@ -9,11 +9,11 @@ gradient with respect to seed s's weights is seed s's own gradient, and SGD/Adam
 element independently, so what each seed learns equals separate training up to float rounding
 (tested for MLPs and for ResNets with augmentation). One Python step then drives S models.
 
-Picked by measurement on this 2-core CPU, one thread, three seeds: MLPs gain 1.6x at batch 4 down
-to 1.1x at batch 256 (`benchmarks/fused_training.py`); a ResNet-18 training step (SGD, CIFAR-sized
-input) gains 1.9x at width 2 / batch 8 and 1.5x at width 4 / batch 32 but loses beyond (0.97x at
-width 8, 0.8x at width 16, measured step by step against three separate models), so on CPU conv
-nets fuse only up to `CPU_CONV_LIMIT` parameters; whole micro-zoos: `benchmarks/generate_resnet.py`. ``torch.func.vmap`` over
+Picked by measurement on this 2-core CPU, one thread, three seeds (`benchmarks/fused_training.py`):
+MLPs gain 1.6x at batch 4 down to 1.1x at batch 256; ResNet-18 cells (with augmentation and
+evaluation) gain 1.44x at width 2 / batch 8, 1.17x at width 4 / batch 32 and 1.15-1.17x at width 8
+(batch 16 and 64, 0.98x at 256), but lose at width 16 (0.97x at batch 32, 0.69x at 256), so on CPU
+conv nets fuse only up to `CPU_CONV_LIMIT` parameters (width 8 has 176k). ``torch.func.vmap`` over
 ``functional_call`` (with batched BatchNorm buffers) measured slower than grouped convolutions
 (ResNet-18 width 2: 19.9 vs 10.2 ms per step) and no faster than separate MLP training.
 
@@ -41,7 +41,7 @@ from zoobench.store import ZooStore
 from zoobench.training import (Outcome, build_model, endless, epoch_row, initialize, load_data, make_optimizer,
                                model_params)
 
-CPU_CONV_LIMIT = 50_000  # parameters per model above which grouped convolutions lose on CPU
+CPU_CONV_LIMIT = 200_000  # parameters per model above which grouped convolutions lose on CPU
 
 
 def fusable(spec: ZooSpec, device: str = "cpu") -> str | None:
@@ -62,7 +62,7 @@ def fusable(spec: ZooSpec, device: str = "cpu") -> str | None:
     convolutional = any(isinstance(m, nn.Conv2d) for m in model.modules())
     if torch.device(device).type == "cpu" and convolutional and size > CPU_CONV_LIMIT:
         return (f"on CPU, grouped convolutions are slower than separate ones beyond {CPU_CONV_LIMIT} parameters"
-                f" per model (this one has {size}; benchmarks/generate_resnet.py)")
+                f" per model (this one has {size}; benchmarks/fused_training.py)")
     return None
 
 
