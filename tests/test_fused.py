@@ -65,6 +65,17 @@ def test_fused_resnets_with_augmentation_equal_separately_trained_ones(tmp_path)
     assert json.loads((fused.models_dir / "w2-bs16-s1" / "done.json").read_text())["fused_seeds"] == 2
 
 
+def test_a_cell_trained_seed_by_seed_equals_one_trained_at_once(tmp_path):
+    spec = load_spec(str(write_spec(tmp_path, seeds=(0, 1, 2), widths=(8,), batch_sizes=(64,))))
+    whole, parts = Store(tmp_path / "whole"), Store(tmp_path / "parts")
+    generate(spec, whole, workers=1, show_progress=False)
+    assert generate(spec, parts, seeds=[1], workers=1, show_progress=False).trained == ["w8-bs64-s1"]
+    assert generate(spec, parts, workers=1, show_progress=False).trained == ["w8-bs64-s0", "w8-bs64-s2"]
+    for record in whole.zoo(spec).models():
+        at_once, in_parts = whole.zoo(spec).load_state(record.id), parts.zoo(spec).load_state(record.id)
+        assert all(torch.equal(at_once[name], in_parts[name]) for name in at_once), record.id
+
+
 def test_diverging_seeds_are_recorded_as_in_separate_training(tmp_path):
     spec, separate, fused = train_both(tmp_path, lr=1e4, epochs=2, seeds=(0, 1), widths=(8,), batch_sizes=(64,))
     for record in separate.models():

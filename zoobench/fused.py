@@ -17,8 +17,9 @@ conv nets fuse only up to `CPU_CONV_LIMIT` parameters (width 8 has 176k). ``torc
 ``functional_call`` (with batched BatchNorm buffers) measured slower than grouped convolutions
 (ResNet-18 width 2: 19.9 vs 10.2 ms per step) and no faster than separate MLP training.
 
-A seed retrained alone (say, a damaged checkpoint) takes the same fused path with S = 1, which
-gives it back bit for bit (tested through the annotation cache, which keys on checkpoint hashes).
+A seed retrained alone (say, a damaged checkpoint, or a cell generated seed by seed) trains again
+alongside all its cell's seeds, and only it is published: it comes back bit for bit (tested, also
+through the annotation cache, which keys on checkpoint hashes).
 `fusable` says why a zoo's cells train model by model instead.
 """
 
@@ -207,11 +208,13 @@ class _Fixed(nn.Module):
 
 def train_fused(spec: ZooSpec, keys: list[ModelKey], zoo: ZooStore, data_root: str | Path | None = None,
                 runtime: Runtime = Runtime()) -> list[Outcome]:
-    """Train the given seeds of one cell as one stacked model and publish each seed to the store.
+    """Train the given seeds of one cell as one fused model and publish each seed to the store.
 
     The store sees exactly what separate training writes: per seed its epoch rows (clean evaluation of
     that seed's weights), checkpoints and status; a seed that diverges is published as diverged at
-    that epoch while the others go on.
+    that epoch while the others go on. The fused model always holds every seed of the cell, in grid
+    order, and publishes only those asked for: a seed's arithmetic (and so its rounding) is then the
+    same however the cell's training was split, and a damaged checkpoint is retrained bit for bit.
     """
     started = time.perf_counter()
     runtime = runtime.resolved()
@@ -220,8 +223,10 @@ def train_fused(spec: ZooSpec, keys: list[ModelKey], zoo: ZooStore, data_root: s
     device = runtime.device
     data = load_data(recipe, data_root).to(device)
     augmentation = augment.build(recipe_spec.data.augmentation, DATASETS.get(recipe_spec.data.dataset).input_shape[-2:])
+    cell_keys = [ModelKey(keys[0].cell, seed) for seed in spec.grid.seeds]
+    wanted = [cell_keys.index(key) for key in keys]
     models, streams = [], []
-    for key in keys:
+    for key in cell_keys:
         torch.manual_seed(key.seed)
         model = build_model(recipe).to(device)
         initialize(model, training.init)
@@ -241,7 +246,7 @@ def train_fused(spec: ZooSpec, keys: list[ModelKey], zoo: ZooStore, data_root: s
             epoch_start = time.perf_counter()
             if epoch:
                 train, lr = _train_epoch(step_model, data, streams, steps, optimizer, schedule, runtime)
-            for index, key in enumerate(keys):
+            for index, key in zip(wanted, keys):
                 if key.id in outcomes:
                     continue
                 models[index].load_state_dict(stacked.state_dict_of(index))
@@ -251,13 +256,15 @@ def train_fused(spec: ZooSpec, keys: list[ModelKey], zoo: ZooStore, data_root: s
                 writer.log_epoch(row)
                 if row["diverged"]:
                     writer.publish("diverged", diverged_epoch=epoch, seconds=time.perf_counter() - started,
-                                   fused_seeds=len(keys), runtime=runtime.record())
+                                   fused_seeds=len(cell_keys), runtime=runtime.record())
                     outcomes[key.id] = Outcome(key.id, "diverged", time.perf_counter() - started)
                 elif epoch in stored:
                     writer.checkpoint(epoch, models[index].state_dict())
+            if len(outcomes) == len(keys):  # every seed asked for has diverged
+                break
         for key in keys:
             if key.id not in outcomes:
-                writers[key.id].publish("ok", seconds=time.perf_counter() - started, fused_seeds=len(keys),
+                writers[key.id].publish("ok", seconds=time.perf_counter() - started, fused_seeds=len(cell_keys),
                                         runtime=runtime.record())
                 outcomes[key.id] = Outcome(key.id, "ok", time.perf_counter() - started)
     except BaseException:
