@@ -12,7 +12,7 @@ data loading, epoch-0 evaluation) as what is left; the projection is
 It assumes that time per epoch scales with the number of images (true once a batch's cost is
 independent of how many batches there are), and leaves out the loss-landscape annotation.
 
-    python benchmarks/project_zoo.py --widths 2,4 --batch-sizes 256,1024 --fraction 0.01   # a CPU demonstration
+    python benchmarks/project_zoo.py --widths 2,4 --batch-sizes 256,1024 --fraction 0.02 --epochs 1,4   # CPU demo
     python benchmarks/project_zoo.py --fraction 0.1                      # the full cifar10_r18 grid, on a GPU node
 """
 
@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--widths", help="comma-separated subset of the grid's widths (default: all)")
     parser.add_argument("--batch-sizes", help="comma-separated subset of the grid's batch sizes (default: all)")
     parser.add_argument("--fraction", type=float, default=0.1, help="fabricated data size / the real dataset's")
-    parser.add_argument("--epochs", default="1,2", help="the two short runs' epochs, E1,E2")
+    parser.add_argument("--epochs", default="1,3", help="the two short runs' epochs, E1,E2")
     parser.add_argument("--workers", type=int, default=None, help="zoobench worker processes (default: per GPU/core)")
     args = parser.parse_args()
     spec = zoobench.load_spec(args.zoo)
@@ -68,6 +68,9 @@ def main() -> None:
         times = {e: timed_run(spec, widths, batch_sizes, e, data_root, Path(folder) / f"home-{e}", args.workers)
                  for e in (first, second)}
     per_epoch = (times[second] - times[first]) / (second - first)
+    if per_epoch <= 0.05 * times[first]:
+        raise SystemExit(f"{first} epochs took {times[first]:.1f} s, {second} epochs {times[second]:.1f} s: the "
+                         "difference is within the noise; use a larger --fraction or further apart --epochs")
     fixed = times[first] - first * per_epoch
     projected = fixed + spec.training.epochs * per_epoch / args.fraction
     models = len(model_keys(spec, widths, batch_sizes))

@@ -39,6 +39,7 @@ def test_units_on_gpus_get_several_workers_per_gpu_each_seeing_one(two_gpus):
     assert executor.layout() == (4, ["0", "1"])
     assert LocalExecutor(3, device="cuda", units_per_gpu=2).layout() == (3, ["0", "1"])  # --workers caps
     assert LocalExecutor(3, device="cpu").layout() == (3, [])
+    assert LocalExecutor(device="cuda:1", units_per_gpu=2).layout() == (2, [])  # one GPU, named by the units
     units = [Unit(str(i), 1, (0.5,)) for i in range(8)]
     seen = [gpu for _, gpu in executor.run(visible_gpu, units, "gpus", show_progress=False)]
     assert sorted(seen) == ["0"] * 4 + ["1"] * 4  # round robin: two workers on each GPU

@@ -73,18 +73,22 @@ class LocalExecutor:
 
     def __init__(self, workers: int | None = None, device: str = "cpu", units_per_gpu: int = UNITS_PER_GPU) -> None:
         """Units that run on `device` "cuda" (or "auto" on a GPU machine) get `units_per_gpu` workers
-        per visible GPU (`workers`, if given, caps the total); otherwise `workers` processes (default:
-        one per core). GPUs are counted when units first run, so that planning never imports torch."""
+        per visible GPU, units on "cuda:N" `units_per_gpu` workers (`workers`, if given, caps either);
+        otherwise `workers` processes (default: one per core). GPUs are counted when units first run,
+        so that planning never imports torch."""
         self.requested, self.device, self.units_per_gpu = workers, device, units_per_gpu
 
     def layout(self) -> tuple[int, list[str]]:
         """(worker processes, the CUDA device id each worker i sees as ``gpus[i % len(gpus)]``)."""
-        if self.device not in ("cuda", "auto"):
-            return max(1, self.requested or os.cpu_count() or 1), []
+        per_core = max(1, self.requested or os.cpu_count() or 1)
+        if self.device not in ("auto", "cuda") and not self.device.startswith("cuda:"):
+            return per_core, []
         import torch
 
         if not torch.cuda.is_available():
-            return max(1, self.requested or os.cpu_count() or 1), []
+            return per_core, []
+        if self.device.startswith("cuda:"):  # one GPU named by the user: its workers all see every GPU
+            return min(self.requested or self.units_per_gpu, self.units_per_gpu), []
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
         gpus = visible.split(",") if visible else [str(i) for i in range(torch.cuda.device_count())]
         most = len(gpus) * self.units_per_gpu
