@@ -68,11 +68,16 @@ def test_bad_runtime_names_say_what_is_valid(field, value, message):
         Runtime(**{field: value})
 
 
-def test_bad_runtime_flags_are_one_line_errors(tmp_path):
+@pytest.mark.parametrize("flags, message", [
+    (("--precision", "fp8"), "error: unknown precision 'fp8'; valid: auto, fp32, bf16"),
+    (("--device", "cuda"), "error: device 'cuda' asked for, but torch sees no CUDA GPU here; use --device cpu")])
+def test_bad_runtime_flags_are_one_line_errors(tmp_path, flags, message):
     from conftest import zoobench_cli
 
-    result = zoobench_cli("zoo", "generate", str(write_spec(tmp_path)), "--precision", "fp8", home=tmp_path / "home")
-    assert result.returncode == 2 and result.stderr.strip() == "error: unknown precision 'fp8'; valid: auto, fp32, bf16"
+    if flags[1] == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    result = zoobench_cli("zoo", "generate", str(write_spec(tmp_path)), *flags, home=tmp_path / "home")
+    assert result.returncode == 2 and result.stderr.strip().startswith(message), result.stderr
 
 
 def micro_resnet(tmp_path):

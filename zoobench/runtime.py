@@ -47,6 +47,11 @@ class Runtime:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         cuda = torch.device(device).type == "cuda"
+        if cuda and not torch.cuda.is_available():
+            from zoobench.errors import UsageError
+
+            raise UsageError(f"device '{device}' asked for, but torch sees no CUDA GPU here; use --device cpu "
+                             "(or auto, which picks the GPU only when there is one)")
         precision = self.precision
         if precision == "auto":
             precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
