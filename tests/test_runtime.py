@@ -8,6 +8,7 @@ import functools
 import json
 import os
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,6 +21,21 @@ from zoobench.generate import generate
 from zoobench.runtime import Runtime
 from zoobench.spec import load_spec
 from zoobench.store import Store
+
+
+def crowded_unit(name: str, folder: str, big: bool, always: bool = False) -> list[str]:
+    """A unit that, when `big`, runs out of GPU memory whenever another unit runs beside it (or
+    `always`); returns the units it saw beside it."""
+    marker = Path(folder) / name
+    marker.touch()
+    try:
+        time.sleep(0.4)
+        others = sorted(p.name for p in Path(folder).iterdir() if p.name != name)
+        if big and (others or always):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB (GPU 0; 79.1 GiB total)")
+        return others
+    finally:
+        marker.unlink()
 
 
 def visible_gpu(delay: float) -> str | None:
@@ -52,6 +68,24 @@ def test_gpu_workers_keep_to_the_gpus_the_parent_may_see(two_gpus, monkeypatch):
     seen = {gpu for _, gpu in executor.run(visible_gpu, [Unit(str(i), 1, (0.5,)) for i in range(4)], "gpus",
                                            show_progress=False)}
     assert seen == {"5", "7"}
+
+
+def test_a_unit_out_of_gpu_memory_beside_others_is_retried_with_the_gpu_to_itself(two_gpus, monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    units = [Unit(name, 1, (name, str(tmp_path), name == "big")) for name in ("a", "b", "big", "c", "d", "e")]
+    seen = dict(LocalExecutor(device="cuda", units_per_gpu=3).run(crowded_unit, units, "oom", show_progress=False))
+    assert {unit.label for unit in seen} == {"a", "b", "big", "c", "d", "e"}
+    assert [others for unit, others in seen.items() if unit.label == "big"] == [[]]  # it ran alone
+    assert any(others for unit, others in seen.items() if unit.label != "big")  # the others did share the GPU
+
+
+def test_a_unit_out_of_gpu_memory_alone_is_a_one_line_error(two_gpus, monkeypatch, tmp_path):
+    from zoobench.executor import OutOfDeviceMemory
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    units = [Unit(name, 1, (name, str(tmp_path), name == "big", True)) for name in ("a", "big")]
+    with pytest.raises(OutOfDeviceMemory, match=r"^out of GPU memory: CUDA out of memory. Tried to allocate 9.00 GiB"):
+        list(LocalExecutor(device="cuda", units_per_gpu=2).run(crowded_unit, units, "oom", show_progress=False))
 
 
 def test_automatic_choices_per_device(two_gpus, monkeypatch):

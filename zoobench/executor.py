@@ -10,6 +10,9 @@ seeing only its GPU (``CUDA_VISIBLE_DEVICES``), so units say just "cuda". Severa
 because a zoo's small cells cannot fill one alone (a batch-8 step of a width-2 ResNet is a few
 kernels of microseconds behind milliseconds of Python): while one process is in Python, another's
 kernels run. `UNITS_PER_GPU` is a reasoned default, not a measured one: no GPU was available.
+Whether units fit beside each other is found out, not estimated: a unit that runs out of GPU memory
+while others share its GPU is retried once that GPU is idle, with the GPU to itself (the GPU takes no
+new units until then, so the retry cannot starve).
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ import os
 import queue
 import signal
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from zoobench.errors import ZoobenchError
 
 
 
@@ -102,7 +107,7 @@ class LocalExecutor:
             if (workers == 1 or len(units) <= 1) and len(gpus) <= 1:
                 for unit in units:
                     show([unit])
-                    yield unit, fn(*unit.args)
+                    yield unit, _guarded(fn, *unit.args)
                     progress.advance(task, unit.size)
                 show([])
                 return
@@ -110,28 +115,84 @@ class LocalExecutor:
 
     def _pool(self, fn, units, workers: int, gpus: list[str], progress, task, show) -> Iterator[tuple[Unit, Any]]:
         threads = max(1, (os.cpu_count() or 1) // workers)
+        context = multiprocessing.get_context("spawn")
+        # One pool per GPU, so that a unit can be sent to a chosen GPU; on CPU, one pool.
+        lanes = [_Lane(context.Pool(min(workers, self.units_per_gpu) if gpu else workers, initializer=_init_worker,
+                                    initargs=(threads, [gpu] if gpu else [], context.Value("i", 0))),
+                       min(workers, self.units_per_gpu) if gpu else workers) for gpu in (gpus or [None])]
         finished: queue.Queue = queue.Queue()
         pending = list(reversed(units))
-        running: dict[int, Unit] = {}
-        context = multiprocessing.get_context("spawn")
-        pool = context.Pool(workers, initializer=_init_worker, initargs=(threads, gpus, context.Value("i", 0)))
+        alone: list[Unit] = []  # ran out of GPU memory next to other units: waits for a GPU to itself
+        running: dict[int, tuple[Unit, _Lane]] = {}
+
+        def start(unit: Unit, lane: _Lane) -> None:
+            lane.shared |= set(lane.running)
+            if lane.running:
+                lane.shared.add(id(unit))
+            lane.running.add(id(unit))
+            running[id(unit)] = unit, lane
+            lane.pool.apply_async(_guarded, (fn, *unit.args),
+                                  callback=lambda result, key=id(unit): finished.put((key, result, None)),
+                                  error_callback=lambda error, key=id(unit): finished.put((key, None, error)))
+
         try:
-            while pending or running:
-                while pending and len(running) < workers:
-                    unit = pending.pop()
-                    running[id(unit)] = unit
-                    pool.apply_async(fn, unit.args,
-                                     callback=lambda result, key=id(unit): finished.put((key, result, None)),
-                                     error_callback=lambda error, key=id(unit): finished.put((key, None, error)))
-                show(list(running.values()))
+            while pending or alone or running:
+                draining = None
+                if alone:  # the least busy GPU takes no new units until it is idle, then runs this one alone
+                    draining = min(lanes, key=lambda lane: len(lane.running))
+                    if not draining.running:
+                        draining.exclusive = True
+                        start(alone.pop(0), draining)
+                for lane in lanes:
+                    while (pending and lane is not draining and not lane.exclusive and len(lane.running) < lane.slots
+                           and len(running) < workers):
+                        start(pending.pop(), lane)
+                show([unit for unit, _ in running.values()])
                 key, result, error = finished.get()
-                unit = running.pop(key)
+                unit, lane = running.pop(key)
+                lane.running.discard(key)
+                lane.exclusive = False
+                shared = key in lane.shared
+                lane.shared.discard(key)
+                if isinstance(error, OutOfDeviceMemory) and shared:
+                    alone.append(unit)
+                    continue
                 if error is not None:
                     raise error
                 yield unit, result
                 progress.advance(task, unit.size)
             show([])
-            pool.close()
+            for lane in lanes:
+                lane.pool.close()
         finally:  # on Ctrl-C or an error, stop the units in flight now rather than after they finish
-            pool.terminate()
-            pool.join()
+            for lane in lanes:
+                lane.pool.terminate()
+                lane.pool.join()
+
+
+@dataclass
+class _Lane:
+    """Worker processes on one GPU (or the CPU) and the units they run."""
+
+    pool: Any
+    slots: int
+    running: set[int] = field(default_factory=set)
+    shared: set[int] = field(default_factory=set)  # running units that had company on this GPU at some point
+    exclusive: bool = False  # runs a unit that needs the GPU to itself
+
+
+class OutOfDeviceMemory(ZoobenchError):
+    """A unit ran out of GPU memory. Next to other units on its GPU, the executor retries it with the
+    GPU to itself; alone, it is an error (a smaller batch or width, or a larger GPU, is needed)."""
+
+
+def _guarded(fn: Callable[..., Any], *args: Any) -> Any:
+    """A unit as a worker runs it: torch's out-of-memory error (whose CUDA state cannot travel between
+    processes) becomes `OutOfDeviceMemory`, after the worker has released its cached GPU memory."""
+    import torch
+
+    try:
+        return fn(*args)
+    except torch.OutOfMemoryError as error:
+        torch.cuda.empty_cache()
+        raise OutOfDeviceMemory(f"out of GPU memory: {str(error).splitlines()[0]}") from None
