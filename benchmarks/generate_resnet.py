@@ -14,8 +14,10 @@ worker processes; on CUDA its default runtime, bf16 autocast and channels_last).
 Both read the same fabricated CIFAR-10 files (tests/fabricate.py, the real on-disk format) and train
 a micro zoo of cifar10_r18: its recipe with a few epochs, on a part of its grid, all 3 seeds. The
 script runs both cell by cell, alternating, and prints per cell the wall time and training images/s
-of each and their ratio, then the totals; last, one `generate` call over all cells, which is what a
-user runs (with several workers, a fused cell is one unit, so per-cell calls leave workers idle).
+of each and their ratio, and zoobench's achieved TFLOP/s (training passes, counted with
+FlopCounterMode; on a GPU also as a share of `--peak-tflops` and nvidia-smi's mean utilisation),
+then the totals; last, one `generate` call over all cells, which is what a user runs (with several
+workers, a fused cell is one unit, so per-cell calls leave workers idle).
 
     python benchmarks/generate_resnet.py                           # w2,4,8 x bs16,64 (a few minutes on 2 cores)
     python benchmarks/generate_resnet.py --widths 2,8 --batch-sizes 64 --train-images 1000 --epochs 1   # under a minute
@@ -26,6 +28,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -119,6 +123,36 @@ def plain_loop(spec: ZooSpec, keys: list[ModelKey], root: Path, stats: tuple[lis
     return time.perf_counter() - started
 
 
+def training_flops(spec: ZooSpec, width: int) -> float:
+    """FLOPs of one training image (forward and backward) of the cell's ResNet, counted on the meta device."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        model = build_model(spec.with_overrides({"model.width": width}).recipe())
+        images = torch.randn(2, 3, 32, 32)
+    with FlopCounterMode(display=False) as counter:
+        model(images).sum().backward()
+    return counter.get_total_flops() / 2
+
+
+class GpuUtilisation:
+    """Mean GPU utilisation (nvidia-smi's, sampled every 200 ms) over a `with` block; None without nvidia-smi."""
+
+    def __enter__(self) -> GpuUtilisation:
+        self.process = subprocess.Popen(
+            ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-lms", "200"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) if shutil.which("nvidia-smi") else None
+        self.mean: float | None = None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        samples = [float(line) for line in self.process.communicate()[0].split() if line.strip()]
+        self.mean = sum(samples) / len(samples) if samples else None
+
+
 def trained(report: GenerationReport) -> GenerationReport:
     """The report of a generate call that trained every model it was asked for (else its timing means nothing)."""
     if report.failed or report.diverged or report.skipped:
@@ -137,6 +171,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None, help="zoobench worker processes (default: one per core)")
     parser.add_argument("--device", default="cpu", help="torch device for both sides, e.g. cuda")
     parser.add_argument("--loader-workers", type=int, default=0, help="DataLoader worker processes of the plain loop")
+    parser.add_argument("--peak-tflops", type=float, default=989.4,
+                        help="the GPU's dense bf16 peak, for --device cuda (default: H100 SXM)")
     args = parser.parse_args()
     widths = [int(w) for w in args.widths.split(",")]
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
@@ -148,7 +184,9 @@ def main() -> None:
           f"{args.train_images} train / {args.test_images} test images (fabricated)")
     print(f"device {args.device}, {torch.get_num_threads()} torch threads, "
           f"zoobench workers: {args.workers or 'one per core'}; load average {os.getloadavg()[0]:.2f} at the start")
-    print(f"{'cell':<10} {'plain s':>8} {'zoobench s':>10} {'ratio':>6} {'plain img/s':>11} {'zoobench img/s':>14}")
+    cuda = args.device.startswith("cuda")
+    print(f"{'cell':<10} {'plain s':>8} {'zoobench s':>10} {'ratio':>6} {'plain img/s':>11} {'zoobench img/s':>14} "
+          f"{'zoobench TFLOP/s':>16}" + (f" {'% of peak':>9} {'GPU util %':>10}" if cuda else ""))
     images = seeds * args.epochs * args.train_images  # training images per cell
     plain_total = zoobench_total = 0.0
     with tempfile.TemporaryDirectory() as folder:
@@ -161,13 +199,17 @@ def main() -> None:
             for width in widths:
                 keys = model_keys(spec, [width], [batch])
                 plain = plain_loop(spec, keys, root, stats, args.device, args.loader_workers, Path(folder) / "plain")
-                report = trained(zoobench.generate(spec, zoobench.Store(Path(folder) / "cells"), [width], [batch],
-                                          workers=args.workers, data_root=root, device=args.device,
-                                          show_progress=False))
+                with GpuUtilisation() as utilisation:
+                    report = trained(zoobench.generate(spec, zoobench.Store(Path(folder) / "cells"), [width], [batch],
+                                                       workers=args.workers, data_root=root, device=args.device,
+                                                       show_progress=False))
                 plain_total += plain
                 zoobench_total += report.seconds
+                tflops = training_flops(spec, width) * images / report.seconds / 1e12  # training passes only
+                gpu = (f" {100 * tflops / args.peak_tflops:9.1f} "
+                       f"{utilisation.mean if utilisation.mean is not None else float('nan'):10.0f}") if cuda else ""
                 print(f"{keys[0].cell.id:<10} {plain:8.1f} {report.seconds:10.1f} {plain / report.seconds:5.2f}x "
-                      f"{images / plain:11.0f} {images / report.seconds:14.0f}")
+                      f"{images / plain:11.0f} {images / report.seconds:14.0f} {tflops:16.4f}{gpu}")
         total_images = images * len(widths) * len(batch_sizes)
         print(f"{'total':<10} {plain_total:8.1f} {zoobench_total:10.1f} {plain_total / zoobench_total:5.2f}x "
               f"{total_images / plain_total:11.0f} {total_images / zoobench_total:14.0f}")

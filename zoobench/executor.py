@@ -107,7 +107,7 @@ class LocalExecutor:
             if (workers == 1 or len(units) <= 1) and len(gpus) <= 1:
                 for unit in units:
                     show([unit])
-                    yield unit, _guarded(fn, *unit.args)
+                    yield unit, guarded(fn, *unit.args)
                     progress.advance(task, unit.size)
                 show([])
                 return
@@ -131,7 +131,7 @@ class LocalExecutor:
                 lane.shared.add(id(unit))
             lane.running.add(id(unit))
             running[id(unit)] = unit, lane
-            lane.pool.apply_async(_guarded, (fn, *unit.args),
+            lane.pool.apply_async(guarded, (fn, *unit.args),
                                   callback=lambda result, key=id(unit): finished.put((key, result, None)),
                                   error_callback=lambda error, key=id(unit): finished.put((key, None, error)))
 
@@ -186,7 +186,7 @@ class OutOfDeviceMemory(ZoobenchError):
     GPU to itself; alone, it is an error (a smaller batch or width, or a larger GPU, is needed)."""
 
 
-def _guarded(fn: Callable[..., Any], *args: Any) -> Any:
+def guarded(fn: Callable[..., Any], *args: Any) -> Any:
     """A unit as a worker runs it: torch's out-of-memory error (whose CUDA state cannot travel between
     processes) becomes `OutOfDeviceMemory`, after the worker has released its cached GPU memory."""
     import torch

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from zoobench import atomic
 from zoobench.errors import ZoobenchError
-from zoobench.executor import Unit, progress_bar
+from zoobench.executor import Unit, guarded, progress_bar
 from zoobench.store import install
 
 
@@ -34,7 +34,7 @@ def _run_unit(fn: Callable[..., Any], args: tuple) -> tuple[Any, dict[Path, byte
 
     torch.set_num_threads(1)  # one CPU per unit, as Ray scheduled it
     with atomic.capture() as files:
-        result = fn(*args)
+        result = guarded(fn, *args)  # out of GPU memory: one line, not a CUDA traceback
     return result, files
 
 
