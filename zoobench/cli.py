@@ -40,7 +40,7 @@ EpochOption = typer.Option(None, "--epoch", help="Stored epoch to use (default: 
 WorkersOption = typer.Option(None, "--workers", min=1, help="Worker processes (default: one per core).")
 DataRootOption = typer.Option(None, "--data-root", envvar="ZOOBENCH_DATA", help="Dataset folder.")
 ExecutorOption = typer.Option("local", "--executor", help="Where units run: local (worker processes) or ray "
-                              "(a Ray cluster; pip install 'zoobench[ray]').")
+                              "(a Ray cluster; pip install 'zoobench\\[ray]').")
 AddressOption = typer.Option(None, "--address", help="Ray cluster address, e.g. auto (default: a local Ray).")
 GpusOption = typer.Option(0.0, "--gpus-per-unit", min=0.0, help="With --executor ray: GPU fraction per unit.")
 DeviceOption = typer.Option("auto", "--device", help="Torch device: auto (the GPUs when there are, else the CPU), "
@@ -197,7 +197,7 @@ def zoo_generate(
     seeds: Optional[str] = typer.Option(None, "--seeds", help="Only these seeds, e.g. 0,1."),
     workers: Optional[int] = WorkersOption,
     data_root: Optional[Path] = DataRootOption,
-    fused: bool = typer.Option(True, "--fused/--no-fused", help="Train a cell's seeds as one stacked model "
+    fused: bool = typer.Option(True, "--fused/--no-fused", help="Train a cell's seeds as one fused network "
                                "where the zoo allows it (same result per seed, faster)."),
     device: str = DeviceOption,
     precision: str = PrecisionOption,
