@@ -19,6 +19,20 @@ def test_unknown_zoo_lists_the_valid_ones(home):
                     "unknown zoo 'cifar11_r18'", "did you mean 'cifar10_r18'", "digits_mlp")
 
 
+@pytest.mark.parametrize("args, fragment", [
+    (("zoo", "generate", "digits_mlp", "--units-per-gpu", "0"), "Invalid value for '--units-per-gpu'"),
+    (("zoo", "generate", "digits_mlp", "--bogus"), "No such option: --bogus; see `"),
+    (("zoo", "generat"), "No such command 'generat'. Did you mean 'generate'?"),
+    (("run", "--zoo", "digits_mlp"), "Missing option '--method'")])
+def test_malformed_command_lines_are_one_line_errors(args, fragment, home):
+    _one_line_error(zoobench_cli(*args, home=home), 2, fragment)
+
+
+def test_a_bare_command_group_shows_its_help(home):
+    result = zoobench_cli("zoo", home=home)
+    assert result.returncode == 2 and "generate" in result.stdout + result.stderr and "Traceback" not in result.stderr
+
+
 def test_malformed_toml_and_empty_grid_are_usage_errors(tmp_path, home):
     broken = tmp_path / "broken.toml"
     broken.write_text("[zoo]\nname = \n")

@@ -655,10 +655,22 @@ def leaderboard_publish(
 
 
 def main() -> None:
+    # click's UsageError, found through its public subclass: typer vendors its own click since 0.2x
+    usage_error = next(kind for kind in typer.BadParameter.__mro__ if kind.__name__ == "UsageError")
     try:
-        app()
+        sys.exit(app(standalone_mode=False))
     except ZoobenchError as error:
         errors.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(error.exit_code)
+    except usage_error as error:  # a malformed command line: one line like every other error, not a box
+        if type(error).__name__ == "NoArgsIsHelpError":  # a bare group: its help, as typer shows it
+            error.show()
+            sys.exit(2)
+        where = f"; see `{error.ctx.command_path} --help`" if error.ctx is not None else ""
+        errors.print(f"error: {error.format_message().rstrip('.')}{where}", markup=False, highlight=False,
+                     soft_wrap=True)
+        sys.exit(2)
+    except typer.Abort:
+        sys.exit(130)
 
 
