@@ -95,6 +95,18 @@ def test_automatic_choices_per_device(two_gpus, monkeypatch):
     assert Runtime("cpu").resolved() == Runtime("cpu", "fp32", False, False)
 
 
+def test_remote_workers_decide_their_own_device(monkeypatch):
+    """A Ray head without a GPU can send "cuda" units to GPU workers; locally that is checked at once."""
+    from zoobench.runtime import runtime_for_units
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    remote = type("Remote", (), {"remote": True})()
+    assert runtime_for_units("cuda", remote) == Runtime("cuda")  # unresolved: the worker resolves it
+    assert runtime_for_units("auto", remote) == Runtime("cpu", "fp32", False)
+    with pytest.raises(UsageError, match="torch sees no CUDA GPU here"):
+        runtime_for_units("cuda", LocalExecutor())
+
+
 @pytest.mark.parametrize("field, value, message", [("device", "gpu", "unknown device 'gpu'; valid: auto, cpu"),
                                                    ("precision", "fp16", "unknown precision 'fp16'; valid: auto")])
 def test_bad_runtime_names_say_what_is_valid(field, value, message):

@@ -54,10 +54,9 @@ def annotate(spec: ZooSpec, store: Store | None = None, metrics: Sequence[str] =
             report.current[metric] = len(with_models) - len(todo)
             if todo:
                 from zoobench.executor import LocalExecutor, Unit
+                from zoobench.runtime import runtime_for_units
 
-                from zoobench.runtime import Runtime
-
-                device = Runtime(device).resolved().device
+                device = runtime_for_units(device, executor).device
                 executor = executor or LocalExecutor(workers, device)
                 root = str(data_root) if data_root else None
                 units = [Unit(cell_id, 1, (spec, str(zoo.path), metric, cell_id, epoch, root, device)) for cell_id in todo]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from zoobench.grid import ModelKey, model_keys, model_spec
-from zoobench.runtime import Runtime, runtime_of
+from zoobench.runtime import Runtime, runtime_for_units
 from zoobench.spec import ZooSpec
 from zoobench.store import Store
 
@@ -58,7 +58,7 @@ def generate(
         report = GenerationReport(spec.name, zoo.path, len(keys), len(keys) - len(todo),
                                   damaged={k: p for k, p in problems.items() if p not in (None, "not trained")})
         if todo:
-            runtime = runtime_of(device).resolved()
+            runtime = runtime_for_units(device, executor)
             _train(spec, zoo.path, todo, report, executor or _local(workers, runtime.device), data_root, runtime,
                    show_progress, fused)
     report.seconds = time.perf_counter() - started

@@ -48,6 +48,8 @@ def _install(returned: tuple[Any, dict[Path, bytes]]) -> Any:
 class RayExecutor:
     """Runs units as Ray tasks on the cluster at `address` (None: a local Ray instance)."""
 
+    remote = True  # its workers may be other machines: units decide their device there
+
     def __init__(self, address: str | None = None, gpus_per_unit: float = 0.0, num_cpus: int | None = None) -> None:
         try:
             import ray

@@ -18,7 +18,7 @@ from zoobench.errors import UsageError
 from zoobench.method import Method, make_config
 from zoobench.plugins import discover
 from zoobench.results import MethodResults, clean_values, digest
-from zoobench.runtime import Runtime, runtime_of
+from zoobench.runtime import Runtime, runtime_for_units, runtime_of
 from zoobench.spec import ZooSpec
 from zoobench.store import Store
 
@@ -81,7 +81,7 @@ def run(method: str, spec: ZooSpec, store: Store | None = None, settings: dict[s
     if todo:
         results.start(found.origin(method))
         root = str(data_root) if data_root else None
-        where = runtime_of(device).resolved().device
+        where = runtime_for_units(device, executor).device
         work = [Unit(unit, 1, (spec, str(zoo.path), method, found.plugins, settings or {}, epoch, unit, inputs,
                                annotations, per_model, root, where)) for unit, inputs in todo]
         with zoo.writing():

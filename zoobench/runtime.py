@@ -81,3 +81,13 @@ class Runtime:
 def runtime_of(device: str | Runtime) -> Runtime:
     """The runtime that a device name ("auto", "cpu", "cuda:1") or a runtime stands for, unresolved."""
     return device if isinstance(device, Runtime) else Runtime(device)
+
+
+def runtime_for_units(device: str | Runtime, executor: Any) -> Runtime:
+    """The runtime handed to units. For this machine's workers it is decided (and checked) here; for
+    an executor whose workers are other machines (``executor.remote``, a Ray cluster), whose GPUs this
+    one may lack, only "auto" is decided here and the rest on each worker (units resolve it again)."""
+    runtime = runtime_of(device)
+    if getattr(executor, "remote", False) and runtime.device != "auto":
+        return runtime
+    return runtime.resolved()
