@@ -19,7 +19,7 @@ import time
 import torch
 
 import zoobench
-from zoobench.cells import open_cells
+from zoobench.bench.cells import open_cells
 
 
 def main() -> None:

@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 
 import zoobench
-from zoobench.fused import train_fused
-from zoobench.grid import model_keys
+from zoobench.train.loop import train_models
+from zoobench.spec.grid import model_keys
 from zoobench.training import train_model
 
 # tests/fabricate.py writes fake datasets in the real file formats; it is not part of the package,

@@ -21,8 +21,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 import zoobench
-from zoobench.grid import model_keys, model_spec
-from zoobench.training import build_model, initialize, load_data
+from zoobench.spec.grid import model_keys, model_spec
+from zoobench.data import load_data
+from zoobench.models import build_model, initialize
 
 
 def plain_loop(spec, keys, out: Path) -> float:

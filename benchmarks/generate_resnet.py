@@ -42,11 +42,11 @@ from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
 import zoobench
-from zoobench.datasets.vision import channel_stats
-from zoobench.generate import GenerationReport
-from zoobench.grid import ModelKey, model_keys, model_spec
+from zoobench.data.vision import channel_stats
+from zoobench.train.generate import GenerationReport
+from zoobench.spec.grid import ModelKey, model_keys, model_spec
 from zoobench.spec import ZooSpec
-from zoobench.training import build_model, initialize
+from zoobench.models import build_model, initialize
 
 # tests/fabricate.py writes fake datasets in the real file formats; it is not part of the package,
 # so it is imported from the repository's tests/ folder.

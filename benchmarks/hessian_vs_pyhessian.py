@@ -34,8 +34,9 @@ import torch.nn.functional as F
 from pyhessian import hessian as PyHessian
 from torch import nn
 
-from zoobench.metrics.hessian import hutchinson_trace, hutchpp_trace, make_hvp, top_eigenvalue
-from zoobench.training import build_model, load_data
+from zoobench.landscape.hessian import hutchinson_trace, hutchpp_trace, make_hvp, top_eigenvalue
+from zoobench.data import load_data
+from zoobench.models import build_model
 
 MLP_RECIPE = {"model": {"architecture": "mlp", "options": {"width": 64, "depth": 2, "activation": "relu"}},
               "data": {"dataset": "digits", "options": {"test_fraction": 0.25, "split_seed": 0}}}

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import zoobench
-from zoobench.grid import model_keys
+from zoobench.spec.grid import model_keys
 
 # tests/fabricate.py writes fake datasets in the real file formats; it is not part of the package,
 # so it is imported from the repository's tests/ folder.

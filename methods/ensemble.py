@@ -15,13 +15,12 @@ across tasks, so none is invented. ``models`` is the number of members.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 from torch import nn
 
-from zoobench.errors import ZoobenchError
-from zoobench.method import Cell, Context, Method
+from zoobench.method import Cell, Context, Method, Range, ZoobenchError, seed_mean
 
 
 class MeanOutput(nn.Module):
@@ -40,15 +39,14 @@ class Ensemble(Method):
     version = "1"
     headline = "gain"
     higher_is_better = True
+    key_metrics = ("member_acc", "ensemble_acc")
 
     @dataclass(frozen=True)
     class Config:
-        members: int = 0  # ensemble the first n healthy seeds (0: all); for ensemble-size studies
+        members: Annotated[int, Range(0)] = 0  # ensemble the first n healthy seeds (0: all); for ensemble-size studies
         split: Literal["test", "train"] = "test"  # the split the ensemble and its members are evaluated on
 
     def run(self, cell: Cell, ctx: Context) -> dict[str, float]:
-        if ctx.config.members < 0:
-            raise ZoobenchError(f"ensemble: members must be >= 0 (0: all seeds), got {ctx.config.members}")
         wanted = ctx.config.members or len(cell.model_ids)
         if len(cell.model_ids) < max(2, wanted):
             raise ZoobenchError(f"ensemble: cell {cell.id} has {len(cell.model_ids)} healthy seed(s), needs "
@@ -57,9 +55,8 @@ class Ensemble(Method):
         members = [cell.evaluate(model, ctx.config.split) for model in models]
         ensemble = cell.evaluate(MeanOutput(models), ctx.config.split)
         result: dict[str, float] = {"models": float(len(models))}
-        for metric, value in ensemble.items():
-            result[f"ensemble_{metric}"] = value
-            result[f"member_{metric}"] = sum(member[metric] for member in members) / len(members)
+        result.update({f"ensemble_{metric}": value for metric, value in ensemble.items()})
+        result.update({f"member_{metric}": value for metric, value in seed_mean(members).items()})
         if "acc" in ensemble:
             result["best_member_acc"] = max(member["acc"] for member in members)
             result["gain"] = result["ensemble_acc"] - result["member_acc"]

@@ -9,14 +9,13 @@ of the zoo's spec (e.g. CIFAR-10 -> STL-10, digits -> digits_shifted).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 from torch import nn
 
-from zoobench.errors import ZoobenchError
-from zoobench.method import Cell, Context, Method
+from zoobench.method import Cell, Context, Method, Range, ZoobenchError, seed_mean
 
 
 class Finetune(Method):
@@ -24,12 +23,13 @@ class Finetune(Method):
     version = "1"
     headline = "target_acc"
     higher_is_better = True
+    key_metrics = ("scratch_acc", "gain", "source_acc")
 
     @dataclass(frozen=True)
     class Config:
-        steps: int = 200  # SGD steps on the target, for the transferred and the scratch model alike
-        lr: float = 0.01  # peak of the cosine schedule; below the zoos' training lr, as usual for fine-tuning
-        batch_size: int = 64
+        steps: Annotated[int, Range(0)] = 200  # SGD steps on the target, for the transferred and the scratch model
+        lr: Annotated[float, Range(0.0)] = 0.01  # peak of the cosine schedule; below the zoos' training lr, as usual
+        batch_size: Annotated[int, Range(1)] = 64
         head_only: bool = False  # train only the new head (a linear probe of the source features)
         seed: int = 0  # new heads, scratch models and data order; model i of the cell uses seed + i
 
@@ -44,17 +44,18 @@ class Finetune(Method):
         target = ctx.load_data(target_name)
         classes = target_classes(target, target_name)
         sample = check_inputs(cell.data, target, target_name)
-        results: dict[str, list[float]] = {"target_acc": [], "scratch_acc": [], "source_acc": []}
+        seeds = []
         for i, model_id in enumerate(cell.model_ids):
             seed = config.seed + i
             source = cell.model(model_id)
-            results["source_acc"].append(cell.evaluate(source)["acc"])
+            found = {"source_acc": cell.evaluate(source)["acc"]}
             for key, model in (("target_acc", source), ("scratch_acc", cell.build_model(seed))):
                 layer = replace_head(model, sample, classes, seed)
                 cell.fit(model, config.steps, config.lr, data=target, batch_size=config.batch_size, seed=seed,
                          parameters=layer.parameters() if config.head_only else None)
-                results[key].append(cell.evaluate(model, data=target)["acc"])
-        means = {key: math.fsum(values) / len(values) for key, values in results.items()}
+                found[key] = cell.evaluate(model, data=target)["acc"]
+            seeds.append(found)
+        means = seed_mean(seeds)
         return {**means, "gain": means["target_acc"] - means["scratch_acc"], "models": float(len(cell.model_ids))}
 
 

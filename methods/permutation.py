@@ -19,7 +19,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
-from zoobench.errors import ZoobenchError
+from zoobench.method import ZoobenchError
 
 # BatchNorm statistics are permuted with their channels but not matched on: they are not learned
 # weights, and every merged or interpolated model re-estimates them anyway.

@@ -3,7 +3,8 @@
 Each model is described by per-layer weight statistics (for every parameter tensor: mean,
 variance and the 1/25/50/75/99% quantiles, as in Unterthiner et al. 2020 and the PTMZ paper's
 Table 1); ridge regressions on them predict test accuracy, generalization gap, CKA, log Hessian
-trace and mode connectivity, and the score is R^2 on held-out models. Models are split by cell,
+trace and mode connectivity (every target the metric catalogue declares), and the score is R^2 on
+held-out models. Models are split by cell,
 so the seeds of one cell never sit on both sides (they are near-copies of each other and would
 make the test set easy), and each target's regularisation is chosen on the validation cells only,
 never on the test cells. The method works on the whole zoo; its units are random splits.
@@ -13,19 +14,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING, Annotated, Mapping, Sequence
 
 import numpy as np
 
-from zoobench.errors import ZoobenchError
-from zoobench.method import Context, Method, Zoo
+from zoobench.method import Context, Method, Range, UsageError, Zoo, ZoobenchError, landscape_targets
 
 if TYPE_CHECKING:
     import torch
 
 QUANTILES = (0.01, 0.25, 0.5, 0.75, 0.99)
 BUFFERS = ("running_mean", "running_var", "num_batches_tracked")  # BatchNorm state, not weights
-TARGETS = ("test_acc", "gap", "cka", "log_hessian_trace", "mc")
 
 
 class Probe(Method):
@@ -33,27 +32,30 @@ class Probe(Method):
     version = "1"
     headline = "r2_mean"
     higher_is_better = True
+    key_metrics = ("r2_test_acc", "r2_gap", "r2_cka", "r2_log_hessian_trace", "r2_mc")
     needs = ("hessian",)
     scope = "zoo"
 
     @dataclass(frozen=True)
     class Config:
-        splits: int = 5  # units: independent random splits of the cells
+        splits: Annotated[int, Range(1)] = 5  # units: independent random splits of the cells
         val_fraction: float = 0.2  # of the cells, at least one; chooses each target's alpha
         test_fraction: float = 0.2  # of the cells, at least one; R^2 is measured here
         alphas: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4)  # ridge penalties tried
         seed: int = 0  # with the split's index, draws the split
+
+    def validate(self, config: Probe.Config) -> None:
+        if not config.alphas or min(config.alphas) <= 0:
+            raise UsageError(f"alphas must be positive ridge penalties, got {list(config.alphas)}")
+        if not (0 < config.val_fraction < 1 and 0 < config.test_fraction < 1):
+            raise UsageError(f"val_fraction and test_fraction must lie in (0, 1), got {config.val_fraction} and "
+                             f"{config.test_fraction}")
 
     def units(self, config: Probe.Config) -> list[str]:
         return [f"split{i}" for i in range(config.splits)]
 
     def run(self, zoo: Zoo, ctx: Context) -> dict[str, float]:
         config = ctx.config
-        if not config.alphas or min(config.alphas) <= 0:
-            raise ZoobenchError(f"probe: alphas must be positive ridge penalties, got {config.alphas}")
-        if not (0 < config.val_fraction < 1 and 0 < config.test_fraction < 1):
-            raise ZoobenchError(f"probe: val_fraction and test_fraction must lie in (0, 1), got "
-                                f"{config.val_fraction} and {config.test_fraction}")
         units = self.units(config)
         if zoo.id not in units:
             raise ZoobenchError(f"probe: unknown split '{zoo.id}'; with splits={config.splits} the splits "
@@ -74,8 +76,12 @@ def layer_statistics(state: Mapping[str, torch.Tensor]) -> np.ndarray:
 
 
 def zoo_table(zoo: Zoo) -> tuple[np.ndarray, dict[str, np.ndarray], list[str]]:
-    """Features (models x statistics), each target per model (NaN where missing) and each model's cell."""
-    rows, targets, groups, names = [], {target: [] for target in TARGETS}, [], None
+    """Features (models x statistics), each target per model (NaN where missing) and each model's cell.
+
+    A per-model target (test accuracy, gap, log Hessian trace) is the model's own value; a per-cell
+    one (CKA, mc) is its cell's, the same for every seed."""
+    declared = landscape_targets()
+    rows, targets, groups, names = [], {target: [] for target, _, _ in declared}, [], None
     for cell in zoo.cells:
         for model_id in cell.model_ids:
             state = cell.state(model_id)
@@ -85,12 +91,8 @@ def zoo_table(zoo: Zoo) -> tuple[np.ndarray, dict[str, np.ndarray], list[str]]:
                                     f"zoo have {sorted(names)}; the probe needs one architecture family")
             rows.append(layer_statistics(state))
             per_model = cell.model_annotations.get(model_id, {})
-            trace = _number(per_model.get("hessian_trace"))
-            values = {"test_acc": per_model.get("test_acc"), "gap": per_model.get("gap"),
-                      "cka": cell.annotations.get("cka"), "mc": cell.annotations.get("mc"),
-                      "log_hessian_trace": math.log(trace) if trace > 0 else math.nan}
-            for target in TARGETS:
-                targets[target].append(_number(values[target]))
+            for target, column, model_level in declared:
+                targets[target].append(_number((per_model if model_level else cell.annotations).get(column)))
             groups.append(cell.id)
     if not rows:
         raise ZoobenchError("probe: the zoo has no healthy models")

@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 from torch import nn
 from torch.nn.utils import prune
 
-from zoobench.errors import ZoobenchError
-from zoobench.method import Cell, Context, Method
+from zoobench.method import Cell, Context, Method, Range, UsageError, ZoobenchError, seed_mean
 
 PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -62,20 +61,24 @@ class Prune(Method):
     version = "1"
     headline = "max_sparsity"
     higher_is_better = True
+    key_metrics = ("dense_acc", "acc_s0.5", "acc_s0.9")
 
     @dataclass(frozen=True)
     class Config:
-        sparsities: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
+        sparsities: tuple[Annotated[float, Range(0.0, 1.0)], ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9,
+                                                                     0.95, 0.99)
         mode: Literal["global", "layer"] = "global"
-        margin: float = 0.01  # the absolute accuracy drop from dense that counts as "dropped"
-        retrain_steps: int = 0  # masked retraining steps per pruned model (0: none)
-        retrain_lr: float = 0.01
+        margin: Annotated[float, Range(0.0)] = 0.01  # the absolute accuracy drop from dense that counts as "dropped"
+        retrain_steps: Annotated[int, Range(0)] = 0  # masked retraining steps per pruned model (0: none)
+        retrain_lr: Annotated[float, Range(0.0)] = 0.01
+
+    def validate(self, config: Prune.Config) -> None:
+        if not config.sparsities:
+            raise UsageError("sparsities must list at least one fraction in [0, 1]")
 
     def run(self, cell: Cell, ctx: Context) -> dict[str, float]:
         config = ctx.config
         grid = sorted(set(config.sparsities))
-        if not grid or not all(0.0 <= s <= 1.0 for s in grid):
-            raise ZoobenchError(f"prune: sparsities must be a non-empty list of fractions in [0, 1], got {grid}")
         if not cell.model_ids:
             raise ZoobenchError(f"prune: cell {cell.id} has no healthy model ({len(cell.diverged)} diverged)")
         dense, pruned = [], {s: [] for s in grid}
@@ -89,17 +92,13 @@ class Prune(Method):
                 if sparsity > 0 or config.retrain_steps > 0:
                     cell.recalibrate(candidate)
                 pruned[sparsity].append(cell.evaluate(candidate))
-        result = {f"dense_{m}": v for m, v in _mean(dense).items()}
-        curves = {s: _mean(runs) for s, runs in pruned.items()}
+        result = {f"dense_{m}": v for m, v in seed_mean(dense).items()}
+        curves = {s: seed_mean(runs) for s, runs in pruned.items()}
         for sparsity, metrics in curves.items():
             result.update({f"{m}_s{sparsity:g}": v for m, v in metrics.items()})
         if "dense_acc" in result:
             result["max_sparsity"] = _max_sparsity(result["dense_acc"], curves, config.margin)
         return result
-
-
-def _mean(runs: list[dict[str, float]]) -> dict[str, float]:
-    return {metric: sum(run[metric] for run in runs) / len(runs) for metric in runs[0]}
 
 
 def _max_sparsity(dense_acc: float, curves: dict[float, dict[str, float]], margin: float) -> float:

@@ -28,12 +28,11 @@ vit and gpt2 raise a ZoobenchError, which the runner records as the cell's failu
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from zoobench.errors import UsageError, ZoobenchError
-from zoobench.method import Cell, Context, Method
-from zoobench.methods.permutation import State, average, merge, permutation_spec
-from zoobench.metrics.connectivity import linear_path
+from zoobench.method import Cell, Context, Method, Range, ZoobenchError, barrier, linear_path, seed_mean
+
+State = dict[str, Any]  # a state dict: name -> tensor
 
 
 class Rebasin(Method):
@@ -41,22 +40,19 @@ class Rebasin(Method):
     version = "1"
     headline = "merged_acc"
     higher_is_better = True
+    key_metrics = ("member_acc", "gain", "barrier_aligned")
 
     @dataclass(frozen=True)
     class Config:
-        alphas: int = 25  # points on each linear path, endpoints included (>= 3)
-        max_iterations: int = 100  # cap on coordinate-descent sweeps per matched pair
+        alphas: Annotated[int, Range(3)] = 25  # points on each linear path, endpoints included (one between)
+        max_iterations: Annotated[int, Range(1)] = 100  # cap on coordinate-descent sweeps per matched pair
         seed: int = 0  # order in which the permutations are visited
-        error_split: str = "train"  # split of the barriers: "train" (the papers') or "test"
+        error_split: Literal["train", "test"] = "train"  # split of the barriers: "train" (the papers') or "test"
 
     def run(self, cell: Cell, ctx: Context) -> dict[str, float]:
+        from zoobench.methods.permutation import average, merge, permutation_spec
+
         config = ctx.config
-        if config.alphas < 3:
-            raise UsageError(f"rebasin needs alphas >= 3 (one point between the seeds), got {config.alphas}")
-        if config.max_iterations < 1:
-            raise UsageError(f"rebasin needs max_iterations >= 1, got {config.max_iterations}")
-        if config.error_split not in ("train", "test"):
-            raise UsageError(f"rebasin error_split must be 'train' or 'test', got '{config.error_split}'")
         if len(cell.model_ids) < 2:
             raise ZoobenchError(f"rebasin needs at least 2 healthy seeds, cell has {len(cell.model_ids)}")
         states = [cell.state(model_id) for model_id in cell.model_ids]
@@ -67,7 +63,7 @@ class Rebasin(Method):
         scores = {
             "merged": _merged_score(cell, merged),
             "naive_merged": _merged_score(cell, average(states)),
-            "member": {key: sum(m[key] for m in members) / len(members) for key in members[0]},
+            "member": seed_mean(members),
         }
         result = {f"{name}_{key}": score[key] for name, score in scores.items() for key in ("loss", "acc")
                   if key in score}
@@ -113,9 +109,3 @@ def _barriers(cell: Cell, first: State, second: State, config: Any) -> tuple[flo
     path = linear_path(_load(cell, first), _load(cell, second), error, cell.recalibrate, config.alphas)
     return barrier(path["linear_errors"]), barrier(losses)
 
-
-def barrier(values: list[float]) -> float:
-    """Largest excess of evenly spaced path values over the straight line between its endpoints
-    (Entezari et al. 2022; Ainsworth et al. 2022); 0 when the path is nowhere above it."""
-    last = len(values) - 1
-    return max(v - ((1 - i / last) * values[0] + i / last * values[-1]) for i, v in enumerate(values))

@@ -21,11 +21,9 @@ alpha (``loss``, ``rel_l2``, ``final_rel_l2``, ...) with no gain and thus no hea
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
-from zoobench.errors import ZoobenchError
-from zoobench.method import Cell, Context, Method
-from zoobench.metrics.connectivity import interpolate
+from zoobench.method import Cell, Context, Method, Range, UsageError, ZoobenchError, interpolate, seed_mean
 
 Metrics = dict[str, float]
 
@@ -40,26 +38,26 @@ class WiseFT(Method):
     version = "1"
     headline = "gain"
     higher_is_better = True
+    key_metrics = ("final_acc", "best_alpha", "oracle_gain")
 
     @dataclass(frozen=True)
     class Config:
         start_epoch: int | None = None  # the earlier checkpoint (default: the last stored before the cell's epoch)
-        alphas: tuple[float, ...] = tuple(i / 10 for i in range(11))  # must include 1.0, the final model
+        alphas: tuple[Annotated[float, Range(0.0, 1.0)], ...] = tuple(i / 10 for i in range(11))  # must include 1.0
         select_split: Literal["train", "test"] = "train"  # where alpha is chosen; "test" makes acc the oracle
+
+    def validate(self, config: WiseFT.Config) -> None:
+        if 1.0 not in config.alphas:
+            raise UsageError(f"alphas must include 1.0 (the final model), got {list(config.alphas)}")
 
     def run(self, cell: Cell, ctx: Context) -> dict[str, float]:
         config = ctx.config
         start = _start_epoch(cell, config.start_epoch)
-        alphas = sorted(set(config.alphas))
-        if 1.0 not in alphas or not all(0.0 <= a <= 1.0 for a in alphas):
-            raise ZoobenchError(f"wiseft: alphas must lie in [0, 1] and include 1.0 (the final model), got {alphas}")
         if not cell.model_ids:
             raise ZoobenchError(f"wiseft: cell {cell.id} has no healthy model ({len(cell.diverged)} diverged)")
+        alphas = sorted(set(config.alphas))
         seeds = [self._path(cell, model_id, start, alphas, config.select_split) for model_id in cell.model_ids]
-        result = {"start_epoch": float(start)}
-        for key in seeds[0]:
-            result[key] = sum(seed[key] for seed in seeds) / len(seeds)
-        return result
+        return {"start_epoch": float(start), **seed_mean(seeds)}
 
     def _path(self, cell: Cell, model_id: str, start: int, alphas: list[float], select_split: str) -> Metrics:
         earlier, final = cell.model(model_id, start), cell.model(model_id)

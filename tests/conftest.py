@@ -9,6 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from zoobench.execution import Execution
+
+QUIET = Execution(workers=1, progress=False)  # inline, no progress bar: what most tests run with
+
 TINY_SPEC = """
 [zoo]
 name = "{name}"
@@ -92,8 +96,8 @@ def tiny_zoo(tmp_path_factory):
     underfit, the wide ones fit; every metric the phases and the methods need is stored."""
     import torch
 
-    from zoobench.annotate import annotate
-    from zoobench.generate import generate
+    from zoobench.landscape.annotate import annotate
+    from zoobench.train.generate import generate
     from zoobench.spec import load_spec
     from zoobench.store import Store
 
@@ -102,8 +106,8 @@ def tiny_zoo(tmp_path_factory):
     store = Store(folder / "home")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    generate(spec, store, workers=1, show_progress=False)
-    annotate(spec, store, workers=1, show_progress=False)
+    generate(spec, store, execution=QUIET)
+    annotate(spec, store, execution=QUIET)
     torch.set_num_threads(threads)
     return store.zoo(spec)
 

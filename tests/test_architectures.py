@@ -7,8 +7,8 @@ import pytest
 import torch
 import torchvision
 
-from zoobench.architectures import ARCHITECTURES, gpt2, resnet, vit
-from zoobench.datasets import DATASETS, DatasetInfo
+from zoobench.models import ARCHITECTURES, gpt2, resnet, vit
+from zoobench.data import DATASETS, DatasetInfo
 from zoobench.errors import UsageError
 from zoobench.registry import load_target
 

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from zoobench.metrics.cka import linear_cka, mean_pairwise_cka
+from zoobench.landscape.cka import linear_cka, mean_pairwise_cka
 
 
 def gaussian(n: int, p: int, seed: int) -> torch.Tensor:

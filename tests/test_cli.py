@@ -85,23 +85,26 @@ def test_data_download_explains_what_it_cannot_fetch(tmp_path):
                     "did you mean 'cifar10'")
 
 
-def test_listing_and_spec_loading_never_import_torch(home):
-    """...and importing the modules `generate` and `annotate` (as zoobench's own code does) leaves the
-    package's functions of the same names in place."""
+def test_listing_and_spec_loading_never_import_torch_or_a_plugin(home):
+    """Loading specs, listing zoos and finding methods import neither torch nor any method's module; the
+    public API's `generate` and `annotate` are functions."""
     import subprocess
     import sys
 
     code = ("import sys, zoobench; from zoobench.cli import app; s = zoobench.load_spec('digits_mlp'); "
-            "zoobench.Store().zoo(s).models(); zoobench.list_specs(); import zoobench.generate, zoobench.annotate; "
-            "assert callable(zoobench.generate) and callable(zoobench.annotate); print('torch' in sys.modules)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"ZOOBENCH_HOME": str(home), "PATH": ""})
-    assert result.stdout.strip() == "False", result.stderr
+            "zoobench.Store().catalogue(); zoobench.list_specs(); from zoobench.bench.plugins import discover; "
+            "assert 'rebasin' in discover().names(); "
+            "assert callable(zoobench.generate) and callable(zoobench.annotate); "
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('zoobench.methods.')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={"ZOOBENCH_HOME": str(home), "PATH": ""})
+    assert result.stdout.strip() == "[]", result.stderr
 
 
 def test_show_explains_each_phase_label(tiny_spec_path, home):
     assert zoobench_cli("zoo", "generate", str(tiny_spec_path), "--widths", "8", home=home).returncode == 0
     annotated = zoobench_cli("zoo", "annotate", str(tiny_spec_path), "--metrics", "eval,cka", home=home)
     assert annotated.returncode == 0, annotated.stderr
-    assert "eval: annotated 2 cells" in annotated.stdout and "phases" in annotated.stdout
+    assert "eval: annotated 2 cells" in annotated.stdout and "phase per cell" in annotated.stdout
     shown = zoobench_cli("zoo", "show", "tiny", "--why", home=home)
     assert "w8-bs64: ?: missing mc" in shown.stdout

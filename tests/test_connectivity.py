@@ -9,14 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoobench.metrics import connectivity
-from zoobench.metrics.connectivity import (
-    bezier_curve_mc,
-    curve_lr,
-    interpolate,
-    linear_path,
-    recalibrate_batchnorm,
-)
+from zoobench.landscape import connectivity
+from zoobench.landscape.connectivity import bezier_curve_mc, curve_lr, linear_path
+from zoobench.landscape.weightspace import interpolate, recalibrate_batchnorm
 
 HIDDEN = 16
 

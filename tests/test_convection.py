@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from zoobench.datasets import DATASETS
-from zoobench.datasets.convection import load
+from zoobench.data import DATASETS
+from zoobench.data.convection import load
 
 
 class Exact(nn.Module):

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from fabricate import fabricate
-from zoobench.datasets import DATASETS
-from zoobench.datasets.in_memory import InMemoryClassification
+from zoobench.data import DATASETS
+from zoobench.data.in_memory import InMemoryClassification
 from zoobench.errors import ZoobenchError
 from zoobench.registry import load_target
 
@@ -184,7 +184,7 @@ def test_download_asks_torchvision_for_the_files(name: str, tmp_path: Path, monk
     """No network here: record what torchvision would fetch; its md5 check then finds nothing and fails."""
     import torchvision.datasets as tv
 
-    from zoobench.datasets import vision
+    from zoobench.data import vision
 
     module, function, url = {
         "cifar10": ("cifar", "download_and_extract_archive", tv.CIFAR10.url),
@@ -202,7 +202,7 @@ def test_download_asks_torchvision_for_the_files(name: str, tmp_path: Path, monk
 
 
 def test_tinyimagenet_download_says_where_the_zip_is(tmp_path: Path) -> None:
-    from zoobench.datasets import vision
+    from zoobench.data import vision
 
     with pytest.raises(ZoobenchError) as error:
         vision.download(DATASETS.get("tinyimagenet"), tmp_path)
@@ -210,7 +210,7 @@ def test_tinyimagenet_download_says_where_the_zip_is(tmp_path: Path) -> None:
 
 
 def test_openwebtext_download_points_to_nanogpt(tmp_path: Path) -> None:
-    from zoobench.datasets import tokens
+    from zoobench.data import tokens
 
     with pytest.raises(ZoobenchError) as error:
         tokens.download(DATASETS.get("openwebtext"), tmp_path)

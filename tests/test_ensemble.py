@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from zoobench.cells import open_cells
-from zoobench.datasets import DATASETS
-from zoobench.datasets.convection import load
+from zoobench.bench.cells import open_cells
+from zoobench.data import DATASETS
+from zoobench.data.convection import load
 from zoobench.errors import ZoobenchError
 from zoobench.method import Context, make_config
 from zoobench.methods.ensemble import Ensemble, MeanOutput

@@ -4,9 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from zoobench import figures
-from zoobench.grid import cell, cells
-from zoobench.figures import heatmap, heatmap_row, is_signed, zoo_sheet
+from zoobench.reports import figures, panels
+from zoobench.spec.grid import cell, cells
+from zoobench.reports.figures import heatmap, heatmap_row, zoo_sheet
+from zoobench.reports.panels import is_signed
 from zoobench.spec import load_spec
 
 
@@ -47,7 +48,7 @@ def heatmaps(figure):
 def test_the_hottest_temperature_is_the_top_row_and_values_land_in_their_cells(drawn, tmp_path):
     spec = load_spec("digits_mlp")  # batch sizes 4..256: batch 4 is the hottest
     table = results({"w2-bs4": ("I", 1.0), "w128-bs256": ("IV-B", 2.0), "w8-bs16": ("I", 3.0)})
-    grid = figures.value_grid(table, spec, "gain")
+    grid = panels.value_grid(table, spec, "gain")
     assert grid.shape == (7, 7)
     assert grid[0, 0] == 1.0 and grid[6, 6] == 2.0 and grid[2, 2] == 3.0
     assert np.isnan(grid).sum() == 46
@@ -65,16 +66,16 @@ def test_the_hottest_temperature_is_the_top_row_and_values_land_in_their_cells(d
 def test_an_lr_temperature_puts_the_largest_lr_on_top():
     spec = load_spec("convection_pinn")  # lr 0.01 .. 1.0: a large lr is hot
     hot = cell(spec, spec.grid.load.values[0], max(spec.grid.temperature.values)).id
-    grid = figures.value_grid(pd.DataFrame({"unit": [hot], "gain": [5.0]}), spec, "gain")
+    grid = panels.value_grid(pd.DataFrame({"unit": [hot], "gain": [5.0]}), spec, "gain")
     assert grid[0, 0] == 5.0 and np.isfinite(grid).sum() == 1
 
 
 def test_power_of_two_axes_are_log2_spaced_and_others_categorical():
-    assert figures.axis_centres([2, 4, 16]) == [0.0, 1.0, 3.0]
-    assert figures.axis_centres([256, 128, 64]) == [0.0, 1.0, 2.0]
-    assert figures.axis_centres([0.01, 0.1, 0.5, 1.0]) == [0.0, 1.0, 2.0, 3.0]
-    assert figures.axis_centres([6, 12, 24, 48, 60]) == [0.0, 1.0, 2.0, 3.0, 4.0]
-    assert figures.axis_edges([0.0, 1.0, 3.0]) == [-0.5, 0.5, 2.0, 4.0]
+    assert panels.axis_centres([2, 4, 16]) == [0.0, 1.0, 3.0]
+    assert panels.axis_centres([256, 128, 64]) == [0.0, 1.0, 2.0]
+    assert panels.axis_centres([0.01, 0.1, 0.5, 1.0]) == [0.0, 1.0, 2.0, 3.0]
+    assert panels.axis_centres([6, 12, 24, 48, 60]) == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert panels.axis_edges([0.0, 1.0, 3.0]) == [-0.5, 0.5, 2.0, 4.0]
 
 
 def test_signed_metrics_get_symmetric_limits_around_zero(drawn, tmp_path):
@@ -140,12 +141,12 @@ def test_phase_boundaries_are_the_edges_between_different_phases():
     layout = [["I", "I", "II"],
               ["III", "I", "II"],
               ["III", None, "II"]]
-    assert sorted(figures.phase_boundaries(layout)) == sorted([
+    assert sorted(panels.phase_boundaries(layout)) == sorted([
         ((2, 0), (2, 1)),  # I | II in row 0
         ((1, 1), (1, 2)), ((2, 1), (2, 2)),  # III | I | II in row 1
         ((0, 1), (1, 1)),  # I over III in column 0
     ])  # a cell without a label has no boundary
-    assert figures.phase_boundaries([["I", "I"], ["I", "I"]]) == []
+    assert panels.phase_boundaries([["I", "I"], ["I", "I"]]) == []
 
 
 def test_the_phase_overlay_is_drawn_on_the_cell_edges(drawn, tmp_path):
@@ -161,7 +162,7 @@ def test_the_phase_overlay_is_drawn_on_the_cell_edges(drawn, tmp_path):
 
 
 def test_zoo_sheet_of_a_fully_annotated_zoo(tiny_zoo, tmp_path):
-    from zoobench.phases import phase_table
+    from zoobench.landscape.phases import phase_table
 
     table = phase_table(tiny_zoo).rename(columns={"cell_id": "unit", "models": "n_models"})
     method = ("a method", table.assign(status="ok", gain=table["test_acc"] - 0.5), "gain")

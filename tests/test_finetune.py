@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from zoobench.cells import open_cells
+from zoobench.bench.cells import open_cells
 from zoobench.errors import ZoobenchError
 from zoobench.method import Context, contract_problems, make_config
 from zoobench.methods.finetune import Finetune, check_inputs, replace_head

@@ -5,13 +5,14 @@ import json
 import pytest
 import torch
 
-from conftest import write_spec
+from conftest import QUIET, write_spec
+from zoobench.execution import Execution
 from fabricate import fabricate
-from zoobench.fused import FusedModels, fusable
-from zoobench.generate import generate
+from zoobench.train.fused import FusedModels, fusable
+from zoobench.train.generate import generate
 from zoobench.spec import load_spec
 from zoobench.store import Store
-from zoobench.training import build_model
+from zoobench.models import build_model
 
 
 def train_both(tmp_path, spec=None, data_root=None, **spec_options):
@@ -21,7 +22,7 @@ def train_both(tmp_path, spec=None, data_root=None, **spec_options):
     try:
         for fused in (False, True):
             store = Store(tmp_path / f"home-{fused}")
-            generate(spec, store, workers=1, data_root=data_root, show_progress=False, fused=fused)
+            generate(spec, store, fused=fused, execution=Execution(workers=1, data_root=data_root, progress=False))
             zoos[fused] = store.zoo(spec)
     finally:
         torch.use_deterministic_algorithms(False)
@@ -68,9 +69,9 @@ def test_fused_resnets_with_augmentation_equal_separately_trained_ones(tmp_path)
 def test_a_cell_trained_seed_by_seed_equals_one_trained_at_once(tmp_path):
     spec = load_spec(str(write_spec(tmp_path, seeds=(0, 1, 2), widths=(8,), batch_sizes=(64,))))
     whole, parts = Store(tmp_path / "whole"), Store(tmp_path / "parts")
-    generate(spec, whole, workers=1, show_progress=False)
-    assert generate(spec, parts, seeds=[1], workers=1, show_progress=False).trained == ["w8-bs64-s1"]
-    assert generate(spec, parts, workers=1, show_progress=False).trained == ["w8-bs64-s0", "w8-bs64-s2"]
+    generate(spec, whole, execution=QUIET)
+    assert generate(spec, parts, seeds=[1], execution=QUIET).trained == ["w8-bs64-s1"]
+    assert generate(spec, parts, execution=QUIET).trained == ["w8-bs64-s0", "w8-bs64-s2"]
     for record in whole.zoo(spec).models():
         at_once, in_parts = whole.zoo(spec).load_state(record.id), parts.zoo(spec).load_state(record.id)
         assert all(torch.equal(at_once[name], in_parts[name]) for name in at_once), record.id
@@ -119,7 +120,7 @@ def test_fusable_says_why_not(zoo, overrides, device, reason):
 
 
 def test_evaluating_many_models_at_once_equals_one_by_one(tiny_zoo):
-    from zoobench.cells import open_cells
+    from zoobench.bench.cells import open_cells
 
     cell = open_cells(tiny_zoo)["w16-bs64"]
     models = cell.models() + cell.models(epoch=1)

@@ -4,20 +4,21 @@ import subprocess
 import sys
 import time
 
-from conftest import write_spec, zoobench_cli
-from zoobench.generate import generate
+from conftest import QUIET, write_spec, zoobench_cli
+from zoobench.train.generate import generate
 from zoobench.spec import read_spec_file
 from zoobench.store import Store
+from zoobench.execution import Execution
 
 
 def test_rerun_trains_nothing_and_restrictions_choose_cells(tmp_path):
     spec = read_spec_file(write_spec(tmp_path))
     store = Store(tmp_path / "home")
-    first = generate(spec, store, loads=[8], seeds=[1], workers=1, show_progress=False)
+    first = generate(spec, store, loads=[8], seeds=[1], execution=QUIET)
     assert sorted(first.trained) == ["w8-bs128-s1", "w8-bs64-s1"]
-    again = generate(spec, store, loads=[8], seeds=[1], workers=1, show_progress=False)
+    again = generate(spec, store, loads=[8], seeds=[1], execution=QUIET)
     assert again.trained == [] and again.skipped == 2
-    everything = generate(spec, store, workers=2, show_progress=False)
+    everything = generate(spec, store, execution=Execution(workers=2, progress=False))
     assert len(everything.trained) == 6 and everything.skipped == 2
     assert len(store.zoo(spec).models()) == 8
 
@@ -25,8 +26,8 @@ def test_rerun_trains_nothing_and_restrictions_choose_cells(tmp_path):
 def test_parallel_and_inline_generation_store_the_same_models(tmp_path):
     spec = read_spec_file(write_spec(tmp_path, widths=(4,), seeds=(0,)))
     inline, pooled = Store(tmp_path / "a"), Store(tmp_path / "b")
-    generate(spec, inline, workers=1, show_progress=False)
-    generate(spec, pooled, workers=2, show_progress=False)
+    generate(spec, inline, execution=QUIET)
+    generate(spec, pooled, execution=Execution(workers=2, progress=False))
     for model_id in ["w4-bs64-s0", "w4-bs128-s0"]:
         assert inline.zoo(spec).results([model_id])["test_loss"].tolist() == \
             pooled.zoo(spec).results([model_id])["test_loss"].tolist()
@@ -64,19 +65,19 @@ def test_kill_9_mid_generation_loses_only_models_in_flight(tmp_path):
 
 
 def test_a_failing_model_is_reported_and_the_others_still_train(tmp_path, monkeypatch):
-    import zoobench.training as training
+    import zoobench.train.loop as training
     from zoobench.errors import ZoobenchError
 
-    real = training.train_model
+    real = training.train_seeds
 
-    def flaky(spec, key, zoo, data_root=None, runtime=None):
-        if key.id == "w4-bs64-s0":
+    def flaky(spec, trainer, keys, zoo, runtime):
+        if keys[0].id == "w4-bs64-s0":
             raise ZoobenchError("disk full")
-        return real(spec, key, zoo, data_root, runtime)
+        return real(spec, trainer, keys, zoo, runtime)
 
-    monkeypatch.setattr(training, "train_model", flaky)
+    monkeypatch.setattr(training, "train_seeds", flaky)
     spec = read_spec_file(write_spec(tmp_path, widths=(4, 8), batch_sizes=(64,), seeds=(0, 1)))
-    report = generate(spec, Store(tmp_path / "home"), workers=1, show_progress=False, fused=False)
+    report = generate(spec, Store(tmp_path / "home"), fused=False, execution=QUIET)
     assert report.failed == {"w4-bs64-s0": "disk full"}
     assert report.trained == ["w4-bs64-s1", "w8-bs64-s0", "w8-bs64-s1"]  # the rest of its cell too
 
@@ -94,7 +95,7 @@ def test_ctrl_c_stops_workers_and_says_how_to_resume(tmp_path):
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130
-    assert stderr.strip() == "interrupted: finished models are kept; run the same command again to resume"
+    assert stderr.strip() == "interrupted: finished work is kept; run the same command again to resume"
     kept = {r.id for r in zoo.models()}
     time.sleep(1.0)
     assert {r.id for r in zoo.models()} == kept and 1 <= len(kept) < 12

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoobench.metrics.hessian import (
+from zoobench.landscape.hessian import (
     MODES, hessian_metrics, hutchinson_trace, hutchpp_trace, make_hvp, top_eigenvalue,
 )
 

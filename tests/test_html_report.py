@@ -4,17 +4,17 @@ import re
 
 import pytest
 
-from conftest import zoobench_cli
-from zoobench.browser import find_browser, screenshot
-from zoobench.html_report import write_report
-from zoobench.runner import run
+from conftest import QUIET, zoobench_cli
+from zoobench.reports.browser import find_browser, screenshot
+from zoobench.reports.html_report import write_report
+from zoobench.bench.runner import run
 
 
 @pytest.fixture
 def two_methods(zoo_copy):
     spec, store = zoo_copy
     for method in ("ensemble", "rebasin"):
-        run(method, spec, store, generate_missing=False, workers=1, show_progress=False)
+        run(method, spec, store, generate_missing=False, execution=QUIET)
     return spec, store
 
 

@@ -8,18 +8,20 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import zoobench_cli
-from zoobench import leaderboard, tables
+from conftest import QUIET, zoobench_cli
+from zoobench.reports import boards, leaderboard, tables
 from zoobench.errors import UsageError, ZoobenchError
-from zoobench.compare import compare, outcomes, shared_metric, win_table
-from zoobench.leaderboard import Board, from_folder, publish
-from zoobench.runner import run
+from zoobench.reports.compare import compare, outcomes, shared_metric, win_table
+from zoobench.reports.boards import Board, from_folder
+from zoobench.reports.leaderboard import publish
+from zoobench.bench.runner import run
 
 ROOT = Path(__file__).resolve().parent.parent
 PNG = b"\x89PNG\r\n\x1a\n"
 
 WIDTH_PLUGIN = '''
 from zoobench.method import Method
+from zoobench.execution import Execution
 
 
 class Width(Method):
@@ -43,7 +45,7 @@ def board(method: str, headline: str, values: dict[str, dict[str, float]], highe
 
 
 def ensemble(spec, store):
-    report = run("ensemble", spec, store, generate_missing=False, workers=1, show_progress=False)
+    report = run("ensemble", spec, store, generate_missing=False, execution=QUIET)
     assert not report.failed
     return report
 
@@ -177,8 +179,7 @@ def test_cli_show_compare_and_their_errors(zoo_copy, tmp_path):
     ensemble(spec, store)
     plugin = tmp_path / "width.py"
     plugin.write_text(WIDTH_PLUGIN)
-    assert not run("width", spec, store, plugins=[str(plugin)], generate_missing=False, workers=1,
-                   show_progress=False).failed
+    assert not run("width", spec, store, plugins=[str(plugin)], generate_missing=False, execution=QUIET).failed
     refused = zoobench_cli("leaderboard", "compare", "--zoo", spec.name, "width", "ensemble", "--plugin", str(plugin),
                            "--out", str(tmp_path / "cmp"), home=home)
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
@@ -189,16 +190,16 @@ def test_cli_show_compare_and_their_errors(zoo_copy, tmp_path):
                          "--table", "phases", home=home)
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.splitlines()[0] == "phase,cells,models,metric,mean,std,ci_low,ci_high"
-    names = leaderboard.stored_methods(spec, store, [str(plugin)])
+    names = boards.stored_methods(spec, store, [str(plugin)])
     assert names == ["ensemble", "width"]
-    assert leaderboard.stored_methods(spec, store, [str(plugin)], builtin_only=True) == ["ensemble"]
-    overview = json.loads(leaderboard.render_overview([leaderboard.from_store(n, spec, store, plugins=[str(plugin)])
+    assert boards.stored_methods(spec, store, [str(plugin)], builtin_only=True) == ["ensemble"]
+    overview = json.loads(boards.render_overview([boards.from_store(n, spec, store, plugins=[str(plugin)])
                                                        for n in names], "json"))
     assert [(row["method"], row["phase"]) for row in overview["headlines"]][-1] == ("width", "all")
     compared = zoobench_cli("leaderboard", "compare", "--zoo", spec.name, "ensemble", "ensemble", "--out",
                             str(tmp_path / "cmp"), home=home)
     assert compared.returncode == 0, compared.stderr
-    assert "wins/ties/losses of ensemble against ensemble per phase" in compared.stdout
+    assert "gain: wins, ties and losses of ensemble against ensemble per phase" in compared.stdout
     assert (tmp_path / "cmp" / "ensemble-vs-ensemble-gain.png").exists()
 
 
@@ -211,19 +212,19 @@ def test_committed_leaderboards_match_the_current_methods_and_regenerate_their_i
     fingerprint, method version and default config; every folder is complete; the per-phase tables follow
     from the per-cell ones; and the index regenerates byte for byte from the folders."""
     from zoobench.method import make_config
-    from zoobench.plugins import discover
-    from zoobench.results import MethodResults
+    from zoobench.bench.plugins import discover
+    from zoobench.bench.results import MethodResults
     from zoobench.spec import load_spec
     from zoobench.store import Store
 
-    boards = ROOT / "leaderboards"
+    published = ROOT / "leaderboards"
     spec = load_spec("digits_mlp")
     found = discover()
     builtin = [n for n in found.names() if found.get(n).__module__.startswith("zoobench.methods")]
-    assert sorted(p.name for p in (boards / "digits_mlp").iterdir() if p.is_dir()) == sorted(builtin)
-    assert (boards / "digits_mlp" / leaderboard.NOISE).exists()
+    assert sorted(p.name for p in (published / "digits_mlp").iterdir() if p.is_dir()) == sorted(builtin)
+    assert (published / "digits_mlp" / boards.NOISE).exists()
     for name in builtin:
-        folder = boards / "digits_mlp" / name
+        folder = published / "digits_mlp" / name
         b = from_folder(folder, spec)  # the current fingerprint, or a UsageError
         method = found.get(name)
         expected = MethodResults(Store(tmp_path).zoo(spec), method, make_config(method), spec.metric_epoch)
@@ -239,9 +240,9 @@ def test_committed_leaderboards_match_the_current_methods_and_regenerate_their_i
             assert summary[column].to_numpy() == pytest.approx(again[column].to_numpy(), rel=1e-3, abs=1e-5,
                                                                nan_ok=True)
     copy = tmp_path / "leaderboards"
-    shutil.copytree(boards, copy)
+    shutil.copytree(published, copy)
     leaderboard.write_index(copy)
-    assert (copy / "README.md").read_bytes() == (boards / "README.md").read_bytes()
+    assert (copy / "README.md").read_bytes() == (published / "README.md").read_bytes()
 
 
 def test_unknown_or_wrong_leaderboard_folders_are_usage_errors(tmp_path):

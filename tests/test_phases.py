@@ -3,7 +3,7 @@ import math
 import pytest
 
 from conftest import write_spec
-from zoobench.phases import label, loss_threshold
+from zoobench.landscape.phases import label, loss_threshold
 from zoobench.spec import load_spec, read_spec_file
 
 

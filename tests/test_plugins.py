@@ -8,7 +8,8 @@ import pytest
 
 from zoobench.errors import UsageError, ZoobenchError
 from zoobench.method import Method, contract_problems, make_config
-from zoobench.plugins import discover
+from zoobench.bench.plugins import discover
+from conftest import QUIET
 
 PLUGINS = Path(__file__).parent / "plugins"
 NOOP = str(PLUGINS / "noop.py")
@@ -118,14 +119,14 @@ def test_method_base_class_is_not_a_method():
 
 
 def test_the_readme_plugin_example_is_a_working_plugin(tmp_path, zoo_copy):
-    from zoobench.runner import run
+    from zoobench.bench.runner import run
 
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     example = readme.split("```python\n# weightnorm.py\n")[1].split("```")[0]
     path = tmp_path / "weightnorm.py"
     path.write_text(example)
     spec, store = zoo_copy
-    report = run("weightnorm", spec, store, {"power": "1"}, [str(path)], generate_missing=False, workers=1,
-                 show_progress=False)
+    report = run("weightnorm", spec, store, settings={"power": "1"}, plugins=[str(path)], generate_missing=False,
+                 execution=QUIET)
     table = report.table()
     assert report.failed == {} and len(table) == 4 and (table["weight_norm"] > 0).all()

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from zoobench.cells import open_cells
-from zoobench.errors import ZoobenchError
+from zoobench.bench.cells import open_cells
+from zoobench.errors import UsageError, ZoobenchError
 from zoobench.method import Context, Zoo, contract_problems, make_config
 from zoobench.methods.probe import Probe, fit_and_score, layer_statistics, split_cells
 
@@ -115,6 +115,5 @@ def test_probe_runs_on_every_split_of_the_tiny_zoo(tiny_zoo):
     assert math.isnan(result["r2_cka"])  # one test cell: a cell-level target is constant there
     with pytest.raises(ZoobenchError, match="unknown split 'split7'"):
         probe.run(Zoo("split7", tiny_zoo.spec, cells), ctx)
-    bad = Context(config=make_config(Probe, {"alphas": "[]"}), spec=tiny_zoo.spec)
-    with pytest.raises(ZoobenchError, match="alphas must be positive"):
-        probe.run(Zoo("split0", tiny_zoo.spec, cells), bad)
+    with pytest.raises(UsageError, match="method probe: alphas must be positive"):
+        make_config(Probe, {"alphas": "[]"})

@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from zoobench.architectures import vit
-from zoobench.cells import open_cells
-from zoobench.datasets import DATASETS
+from zoobench.models import vit
+from zoobench.bench.cells import open_cells
+from zoobench.data import DATASETS
 from zoobench.method import Context, make_config
 from zoobench.methods.prune import Prune, prunable, prune_model
 

@@ -6,13 +6,13 @@ import os
 import pytest
 import torch
 
-from conftest import write_spec, zoobench_cli
+from conftest import QUIET, write_spec, zoobench_cli
 from zoobench.errors import UsageError
-from zoobench.generate import generate
-from zoobench.ptmz import export_zoo, import_zoo
+from zoobench.train.generate import generate
+from zoobench.store.ptmz import export_zoo, import_zoo
 from zoobench.spec import read_spec_file
 from zoobench.store import Store
-from zoobench.training import build_model
+from zoobench.models import build_model
 
 
 @pytest.mark.parametrize("lr, status", [(0.1, "ok"), (1e4, "diverged")])
@@ -20,7 +20,7 @@ def test_export_then_import_is_lossless(tmp_path, lr, status):
     spec = read_spec_file(write_spec(tmp_path, seeds=(0,), lr=lr, widths=(4,), batch_sizes=(64,)))
     spec = spec.with_overrides({"grid.seeds": [0, 1], "grid.load.values": [4, 8]})
     original = Store(tmp_path / "a")
-    generate(spec, original, workers=1, show_progress=False)
+    generate(spec, original, execution=QUIET)
     zoo = original.zoo(spec)
     assert export_zoo(zoo, tmp_path / "export", show_progress=False) == 4
     assert export_zoo(zoo, tmp_path / "export", show_progress=False) == 0  # idempotent

@@ -6,19 +6,20 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_spec
-from zoobench import atomic
-from zoobench.generate import generate
-from zoobench.ray_executor import _install, _run_unit
-from zoobench.runner import run
+from conftest import QUIET, write_spec
+from zoobench.store import atomic
+from zoobench.train.generate import generate
+from zoobench.execution.ray_executor import _install, _run_unit
+from zoobench.bench.runner import run
 from zoobench.spec import load_spec
-from zoobench.store import MARKER, WEIGHTS, Store, checkpoint_name
+from zoobench.execution import Execution
+from zoobench.store import MARKER, WEIGHTS, ModelWriter, Store, checkpoint_name
 
 
 @pytest.fixture(scope="module")
 def ray_executor():
     ray = pytest.importorskip("ray")
-    from zoobench.ray_executor import RayExecutor
+    from zoobench.execution.ray_executor import RayExecutor
 
     executor = RayExecutor(num_cpus=2)  # a local Ray cluster of 2 CPUs, started here
     yield executor
@@ -33,10 +34,10 @@ class InlineTasks:
         self.home = home
         self.installed: list[Path] = []
 
-    def run(self, fn, units, title, unit_name="models", show_progress=True):
+    def run(self, units, title, unit_name="models", show_progress=True):
         for unit in units:
             before = snapshot(self.home)
-            returned = _run_unit(fn, unit.args)
+            returned = _run_unit(unit)
             assert snapshot(self.home) == before, f"unit {unit.label} wrote into the store"
             self.installed += returned[1]
             yield unit, _install(returned)
@@ -64,28 +65,28 @@ def test_tasks_write_nothing_and_the_driver_installs_what_a_local_run_writes(tmp
     spec = load_spec(str(write_spec(tmp_path, epochs=2, seeds=(0, 1), widths=(4, 8), batch_sizes=(64,))))
     local, driven = Store(tmp_path / "local"), Store(tmp_path / "driven")
     inline = InlineTasks(driven.home)
-    reports = {"local": run("ensemble", spec, local, workers=1, show_progress=False),
-               "driven": run("ensemble", spec, driven, show_progress=False, executor=inline)}
+    reports = {"local": run("ensemble", spec, local, execution=QUIET),
+               "driven": run("ensemble", spec, driven, execution=Execution(progress=False, executor=inline))}
     kinds = {path.relative_to(driven.zoo(spec).path).parts[0] for path in inline.installed}
     assert kinds == {"models", "annotations", "results"}  # training, annotation and method units all ran inline
     assert files(driven.home) == files(local.home)
     assert driven.zoo(spec).verify() == {}
     assert weights(driven.zoo(spec)) == weights(local.zoo(spec))  # bit-identical checkpoints
     assert table(reports["driven"]).equals(table(reports["local"]))
-    again = run("ensemble", spec, driven, show_progress=False, executor=inline)
+    again = run("ensemble", spec, driven, execution=Execution(progress=False, executor=inline))
     assert (again.ran, again.current, again.prepared) == (0, 2, [])  # resume is the same as local
 
 
 def test_install_replaces_a_damaged_model_folder(tmp_path):
     spec = load_spec(str(write_spec(tmp_path, epochs=1, seeds=(0,), widths=(4,), batch_sizes=(64,))))
     store = Store(tmp_path / "home")
-    generate(spec, store, workers=1, show_progress=False)
+    generate(spec, store, execution=QUIET)
     zoo = store.zoo(spec)
     original = weights(zoo)
     checkpoint = zoo.models_dir / "w4-bs64-s0" / checkpoint_name(1) / WEIGHTS
     checkpoint.write_bytes(checkpoint.read_bytes()[:100])
     inline = InlineTasks(store.home)
-    report = generate(spec, store, show_progress=False, executor=inline)
+    report = generate(spec, store, execution=Execution(progress=False, executor=inline))
     assert report.trained == ["w4-bs64-s0"] and "truncated" in report.damaged["w4-bs64-s0"]
     assert zoo.verify() == {}
     assert weights(zoo) == original
@@ -100,14 +101,14 @@ def test_a_failing_task_leaves_nothing_anywhere(tmp_path):
     scratch = {}
 
     def unit() -> None:
-        writer = zoo.new_model("w4-bs64-s0", {"cell_id": "w4-bs64"})
+        writer = ModelWriter(zoo, "w4-bs64-s0", {"cell_id": "w4-bs64"})
         writer.log_epoch({"epoch": 0})
         atomic.write_json(zoo.path / "annotations" / "eval" / "w4-bs64.json", {})
         scratch["folder"] = writer.folder
         raise RuntimeError("the node went down")
 
     with pytest.raises(RuntimeError, match="the node went down"):
-        _run_unit(unit, ())
+        _run_unit(unit)
     assert files(store.home) == [] and not scratch["folder"].exists()
     assert zoo.path not in scratch["folder"].parents  # the writer wrote into the task's scratch folder
 
@@ -117,12 +118,12 @@ def test_ray_generation_and_method_run_equal_the_local_executor(ray_executor, tm
     stores = {"local": Store(tmp_path / "local"), "ray": Store(tmp_path / "ray")}
     reports = {}
     for name, store in stores.items():
-        executor = ray_executor if name == "ray" else None
-        generation = generate(spec, store, workers=1, show_progress=False, executor=executor)
+        execution = Execution(workers=1, progress=False, executor=ray_executor if name == "ray" else "local")
+        generation = generate(spec, store, execution=execution)
         assert sorted(generation.trained) == ["w4-bs64-s0", "w4-bs64-s1", "w8-bs64-s0", "w8-bs64-s1"]
-        reports[name] = run("ensemble", spec, store, workers=1, show_progress=False, executor=executor)
+        reports[name] = run("ensemble", spec, store, execution=execution)
     zoos = {name: store.zoo(spec) for name, store in stores.items()}
     assert weights(zoos["ray"]) == weights(zoos["local"])  # bit-identical checkpoints
     assert table(reports["ray"]).equals(table(reports["local"]))
-    again = run("ensemble", spec, stores["ray"], show_progress=False, executor=ray_executor)
+    again = run("ensemble", spec, stores["ray"], execution=Execution(progress=False, executor=ray_executor))
     assert (again.ran, again.current, again.prepared) == (0, 2, [])  # resume is the same as local

@@ -9,12 +9,12 @@ import math
 import pytest
 import torch
 
-from zoobench.cells import open_cells
-from zoobench.errors import ZoobenchError
+from zoobench.bench.cells import open_cells
+from zoobench.errors import UsageError, ZoobenchError
 from zoobench.method import Cell, Context, make_config
 from zoobench.methods.permutation import apply_permutation, merge, permutation_spec, weight_matching
 from zoobench.methods.rebasin import Rebasin, barrier
-from zoobench.training import build_model
+from zoobench.models import build_model
 
 MLP = {"architecture": "mlp", "options": {"width": 16, "depth": 3, "activation": "relu"}}
 
@@ -182,10 +182,10 @@ def test_run_needs_two_healthy_seeds_and_valid_options(tiny_zoo, cells):
     cell = dataclasses.replace(wide_cell(cells), model_ids=wide_cell(cells).model_ids[:1])
     with pytest.raises(ZoobenchError, match="at least 2 healthy seeds, cell has 1"):
         Rebasin().run(cell, context(tiny_zoo))
-    with pytest.raises(ZoobenchError, match="alphas >= 3"):
-        Rebasin().run(wide_cell(cells), context(tiny_zoo, alphas="2"))
-    with pytest.raises(ZoobenchError, match="error_split"):
-        Rebasin().run(wide_cell(cells), context(tiny_zoo, error_split="validation"))
+    with pytest.raises(UsageError, match="--set alphas=2: method rebasin expects an integer >= 3"):
+        context(tiny_zoo, alphas="2")
+    with pytest.raises(UsageError, match="--set error_split=validation: method rebasin expects 'train' | 'test'"):
+        context(tiny_zoo, error_split="validation")
 
 
 class NoAccuracyCell(Cell):

@@ -10,17 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_spec, zoobench_cli
+from conftest import QUIET, write_spec, zoobench_cli
 from test_plugins import NOOP, install_example
 from zoobench.errors import UsageError
-from zoobench.runner import load_results, run
+from zoobench.bench.runner import load_results, run
 from zoobench.spec import load_spec
 from zoobench.store import Store
+from zoobench.execution import Execution
 
 
 def noop(spec, store, **settings):
-    return run("noop", spec, store, {k: str(v) for k, v in settings.items()}, [NOOP], generate_missing=False,
-               workers=1, show_progress=False)
+    return run("noop", spec, store, settings={k: str(v) for k, v in settings.items()}, plugins=[NOOP],
+               generate_missing=False, execution=QUIET)
 
 
 def test_results_are_stored_per_cell_with_phase_and_provenance(zoo_copy):
@@ -71,7 +72,7 @@ def test_a_failing_cell_is_recorded_and_spares_the_others(zoo_copy):
 def test_without_generation_an_empty_zoo_is_a_usage_error(tmp_path):
     spec = load_spec(str(write_spec(tmp_path)))
     with pytest.raises(UsageError, match="has no models .* drop --no-generate"):
-        run("noop", spec, Store(tmp_path / "home"), plugins=[NOOP], generate_missing=False, show_progress=False)
+        run("noop", spec, Store(tmp_path / "home"), plugins=[NOOP], generate_missing=False, execution=QUIET)
 
 
 def test_cli_runs_an_installed_plugin_from_an_empty_store_then_resumes(tmp_path):
@@ -85,7 +86,7 @@ def test_cli_runs_an_installed_plugin_from_an_empty_store_then_resumes(tmp_path)
     assert "cli_zoo: trained 4 models" in first.stdout and "annotated 2 cells with mc" in first.stdout
     assert "weightnorm on cli_zoo: 2 units computed" in first.stdout
     assert "by phase" in first.stdout and "weight_norm" in first.stdout
-    heatmap = Path(first.stdout.split("heatmap: ")[1].split()[0])
+    heatmap = Path(first.stdout.split("heatmap:")[1].split()[0])
     assert heatmap.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     again = zoobench_cli("run", "--method", "weightnorm", "--zoo", str(spec), home=tmp_path / "home", env=env)
     assert again.returncode == 0 and "0 units computed" in again.stdout and "2 already current" in again.stdout
@@ -112,13 +113,42 @@ def test_cli_bad_method_and_bad_setting_are_one_line_usage_errors(tmp_path):
     assert bad.returncode == 2 and "--set expects key=value, got 'offset'" in bad.stderr
 
 
+@pytest.mark.parametrize("setting, message", [
+    ("sparsities=[1.5]", "error: --set sparsities=[1.5]: method prune expects a list of a number in [0, 1]"),
+    ("sparsities=[]", "error: method prune: sparsities must list at least one fraction in [0, 1]"),
+    ("mode=random", "error: --set mode=random: method prune expects 'global' | 'layer'")])
+def test_a_bad_setting_is_one_usage_error_before_any_work(tmp_path, setting, message):
+    """Out of range, empty, or not one of the choices: refused when the config is built, before the
+    zoo is trained or a single unit runs."""
+    home = tmp_path / "home"
+    result = zoobench_cli("run", "--method", "prune", "--zoo", "digits_mlp", "--set", setting, home=home)
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [message], result.stderr
+    assert not home.exists()  # nothing was trained, annotated or run
+
+
+def test_without_generation_damaged_models_are_reported_and_left_out(zoo_copy):
+    spec, store = zoo_copy
+    weights = next((store.zoo(spec).models_dir / "w4-bs64-s1").rglob("model.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:64])
+    report = noop(spec, store)
+    assert list(report.damaged) == ["w4-bs64-s1"] and "has 64 bytes" in report.damaged["w4-bs64-s1"]
+    assert report.table().set_index("unit").loc["w4-bs64", "models"] == 2
+    printed = zoobench_cli("run", "--method", "noop", "--plugin", NOOP, "--zoo", spec.source, "--no-generate",
+                           home=store.home)
+    assert printed.returncode == 0, printed.stderr
+    assert "left out damaged model w4-bs64-s1" in " ".join(printed.stdout.split())
+
+
 def test_methods_list_shows_plugins_and_warns_about_broken_ones(tmp_path):
     broken = tmp_path / "broken.py"
     broken.write_text("raise RuntimeError('boom')\n")
     listed = zoobench_cli("methods", "list", "--plugin", NOOP, "--plugin", str(broken))
     assert listed.returncode == 0
-    assert "noop" in listed.stdout and "rebasin" in listed.stdout
+    assert "noop" in listed.stdout and "rebasin" in listed.stdout and NOOP in listed.stdout
     assert "skipped: RuntimeError: boom (at broken.py:1)" in listed.stderr
+    shown = zoobench_cli("methods", "show", "prune")
+    assert shown.returncode == 0 and "headline: max_sparsity (higher is better)" in shown.stdout
+    assert "--set sparsities: a list of a number in [0, 1]; default" in shown.stdout and "(0.1, 0.2," in shown.stdout
 
 
 def test_ctrl_c_keeps_finished_cells_and_a_rerun_does_only_the_rest(zoo_copy):
@@ -134,9 +164,9 @@ def test_ctrl_c_keeps_finished_cells_and_a_rerun_does_only_the_rest(zoo_copy):
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130
-    assert stderr.strip() == "interrupted: finished cells are kept; run the same command again to resume"
+    assert stderr.strip() == "interrupted: finished work is kept; run the same command again to resume"
     finished = len(list(results.glob("*/w*.json")))
     assert 1 <= finished < 4 and not list(results.rglob(".tmp-*"))  # no half-written result file
-    again = run("noop", spec, store, {"sleep": "1.5"}, [NOOP], generate_missing=False, workers=1,
-                show_progress=False)
+    again = run("noop", spec, store, settings={"sleep": "1.5"}, plugins=[NOOP], generate_missing=False,
+                execution=QUIET)
     assert (again.ran, again.current) == (4 - finished, finished)

@@ -8,6 +8,7 @@ import functools
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -16,31 +17,47 @@ import torch
 from conftest import write_spec
 from fabricate import fabricate
 from zoobench.errors import UsageError
-from zoobench.executor import LocalExecutor, Unit
-from zoobench.generate import generate
-from zoobench.runtime import Runtime
+from zoobench.execution.local import LocalExecutor
+from zoobench.train.generate import generate
+from zoobench.execution import Execution, Runtime
 from zoobench.spec import load_spec
 from zoobench.store import Store
 
 
-def crowded_unit(name: str, folder: str, big: bool, always: bool = False) -> list[str]:
+@dataclass(frozen=True)
+class Crowded:
     """A unit that, when `big`, runs out of GPU memory whenever another unit runs beside it (or
     `always`); returns the units it saw beside it."""
-    marker = Path(folder) / name
-    marker.touch()
-    try:
-        time.sleep(0.4)
-        others = sorted(p.name for p in Path(folder).iterdir() if p.name != name)
-        if big and (others or always):
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB (GPU 0; 79.1 GiB total)")
-        return others
-    finally:
-        marker.unlink()
+
+    label: str
+    folder: str
+    big: bool
+    always: bool = False
+    size = 1
+
+    def __call__(self) -> list[str]:
+        marker = Path(self.folder) / self.label
+        marker.touch()
+        try:
+            time.sleep(0.4)
+            others = sorted(p.name for p in Path(self.folder).iterdir() if p.name != self.label)
+            if self.big and (others or self.always):
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB (GPU 0; 79.1 GiB total)")
+            return others
+        finally:
+            marker.unlink()
 
 
-def visible_gpu(delay: float) -> str | None:
-    time.sleep(delay)  # long enough that every worker gets a unit
-    return os.environ.get("CUDA_VISIBLE_DEVICES")
+@dataclass(frozen=True)
+class VisibleGpu:
+    """A unit that reports which GPU its worker may see."""
+
+    label: str
+    size = 1
+
+    def __call__(self) -> str | None:
+        time.sleep(0.5)  # long enough that every worker gets a unit
+        return os.environ.get("CUDA_VISIBLE_DEVICES")
 
 
 @pytest.fixture
@@ -56,8 +73,8 @@ def test_units_on_gpus_get_several_workers_per_gpu_each_seeing_one(two_gpus):
     assert LocalExecutor(3, device="cuda", units_per_gpu=2).layout() == (3, ["0", "1"])  # --workers caps
     assert LocalExecutor(3, device="cpu").layout() == (3, [])
     assert LocalExecutor(device="cuda:1", units_per_gpu=2).layout() == (2, [])  # one GPU, named by the units
-    units = [Unit(str(i), 1, (0.5,)) for i in range(8)]
-    seen = [gpu for _, gpu in executor.run(visible_gpu, units, "gpus", show_progress=False)]
+    units = [VisibleGpu(str(i)) for i in range(8)]
+    seen = [gpu for _, gpu in executor.run(units, "gpus", show_progress=False)]
     assert sorted(seen) == ["0"] * 4 + ["1"] * 4  # round robin: two workers on each GPU
 
 
@@ -65,27 +82,26 @@ def test_gpu_workers_keep_to_the_gpus_the_parent_may_see(two_gpus, monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5,7")
     executor = LocalExecutor(device="auto", units_per_gpu=1)
     assert executor.layout() == (2, ["5", "7"])
-    seen = {gpu for _, gpu in executor.run(visible_gpu, [Unit(str(i), 1, (0.5,)) for i in range(4)], "gpus",
-                                           show_progress=False)}
+    seen = {gpu for _, gpu in executor.run([VisibleGpu(str(i)) for i in range(4)], "gpus", show_progress=False)}
     assert seen == {"5", "7"}
 
 
 def test_a_unit_out_of_gpu_memory_beside_others_is_retried_with_the_gpu_to_itself(two_gpus, monkeypatch, tmp_path):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    units = [Unit(name, 1, (name, str(tmp_path), name == "big")) for name in ("a", "b", "big", "c", "d", "e")]
-    seen = dict(LocalExecutor(device="cuda", units_per_gpu=3).run(crowded_unit, units, "oom", show_progress=False))
+    units = [Crowded(name, str(tmp_path), name == "big") for name in ("a", "b", "big", "c", "d", "e")]
+    seen = dict(LocalExecutor(device="cuda", units_per_gpu=3).run(units, "oom", show_progress=False))
     assert {unit.label for unit in seen} == {"a", "b", "big", "c", "d", "e"}
     assert [others for unit, others in seen.items() if unit.label == "big"] == [[]]  # it ran alone
     assert any(others for unit, others in seen.items() if unit.label != "big")  # the others did share the GPU
 
 
 def test_a_unit_out_of_gpu_memory_alone_is_a_one_line_error(two_gpus, monkeypatch, tmp_path):
-    from zoobench.executor import OutOfDeviceMemory
+    from zoobench.execution import OutOfDeviceMemory
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    units = [Unit(name, 1, (name, str(tmp_path), name == "big", True)) for name in ("a", "big")]
+    units = [Crowded(name, str(tmp_path), name == "big", True) for name in ("a", "big")]
     with pytest.raises(OutOfDeviceMemory, match=r"^out of GPU memory: CUDA out of memory. Tried to allocate 9.00 GiB"):
-        list(LocalExecutor(device="cuda", units_per_gpu=2).run(crowded_unit, units, "oom", show_progress=False))
+        list(LocalExecutor(device="cuda", units_per_gpu=2).run(units, "oom", show_progress=False))
 
 
 def test_automatic_choices_per_device(two_gpus, monkeypatch):
@@ -97,14 +113,12 @@ def test_automatic_choices_per_device(two_gpus, monkeypatch):
 
 def test_remote_workers_decide_their_own_device(monkeypatch):
     """A Ray head without a GPU can send "cuda" units to GPU workers; locally that is checked at once."""
-    from zoobench.runtime import runtime_for_units
-
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     remote = type("Remote", (), {"remote": True})()
-    assert runtime_for_units("cuda", remote) == Runtime("cuda")  # unresolved: the worker resolves it
-    assert runtime_for_units("auto", remote) == Runtime("cpu", "fp32", False)
+    assert Execution(runtime=Runtime("cuda")).unit_runtime(remote) == Runtime("cuda")  # the worker resolves it
+    assert Execution(runtime=Runtime("auto")).unit_runtime(remote) == Runtime("cpu", "fp32", False)
     with pytest.raises(UsageError, match="torch sees no CUDA GPU here"):
-        runtime_for_units("cuda", LocalExecutor())
+        Execution(runtime=Runtime("cuda")).unit_runtime(LocalExecutor())
 
 
 @pytest.mark.parametrize("field, value, message", [("device", "gpu", "unknown device 'gpu'; valid: auto, cpu"),
@@ -135,8 +149,8 @@ def micro_resnet(tmp_path):
 
 def train(tmp_path, spec, name, runtime, fused=True):
     store = Store(tmp_path / name)
-    report = generate(spec, store, workers=1, data_root=tmp_path / "data", device=runtime, show_progress=False,
-                      fused=fused)
+    report = generate(spec, store, fused=fused,
+                      execution=Execution(workers=1, runtime=runtime, data_root=tmp_path / "data", progress=False))
     assert len(report.trained) == 2, report
     return store.zoo(spec)
 

@@ -3,9 +3,9 @@ from pathlib import Path
 import pytest
 
 from conftest import write_spec
-from zoobench.grid import cells, model_keys, model_spec
+from zoobench.spec.grid import cells, model_keys, model_spec
 from zoobench.spec import builtin_spec_paths, list_specs, load_spec, read_spec_file
-from zoobench.strict import SpecError
+from zoobench.spec import SpecError
 
 
 def test_every_builtin_spec_parses_with_the_paper_grid_sizes():

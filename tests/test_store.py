@@ -3,9 +3,9 @@ import os
 
 import pytest
 
-from conftest import write_spec
+from conftest import QUIET, write_spec
 from zoobench.errors import UsageError, ZoobenchError
-from zoobench.generate import generate
+from zoobench.train.generate import generate
 from zoobench.spec import read_spec_file
 from zoobench.store import Store
 
@@ -14,7 +14,7 @@ from zoobench.store import Store
 def trained(tmp_path):
     spec = read_spec_file(write_spec(tmp_path, seeds=(0,), widths=(4,), batch_sizes=(64, 128)))
     store = Store(tmp_path / "home")
-    report = generate(spec, store, workers=1, show_progress=False)
+    report = generate(spec, store, execution=QUIET)
     assert len(report.trained) == 2
     return spec, store, store.zoo(spec)
 
@@ -60,7 +60,7 @@ def test_truncated_checkpoint_is_detected_refused_and_retrained(trained):
     assert [r.id for r in zoo.models()] == ["w4-bs128-s0"]
     with pytest.raises(ZoobenchError, match="damaged.*re-run `zoobench zoo generate tiny`"):
         zoo.load_model("w4-bs64-s0")
-    report = generate(spec, store, workers=1, show_progress=False)
+    report = generate(spec, store, execution=QUIET)
     assert report.trained == ["w4-bs64-s0"] and "truncated" in report.damaged["w4-bs64-s0"]
     assert weights.stat().st_size == size
     assert zoo.load_model("w4-bs64-s0") is not None

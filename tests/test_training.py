@@ -4,11 +4,19 @@ import pytest
 import torch
 
 from conftest import write_spec
-from zoobench.grid import model_keys, model_spec
+from zoobench.spec.grid import model_keys, model_spec
 from zoobench.spec import AugmentationSpec, read_spec_file
 from zoobench.store import Store
-from zoobench.training import build_model, load_data, train_model
-from zoobench import augment
+from zoobench.data import load_data
+from zoobench.models import build_model
+from zoobench.execution import Runtime
+from zoobench.train import augment
+from zoobench.train.loop import train_models
+
+
+def train_model(spec, key, zoo):
+    """One model trained on its own (the general, unfused path)."""
+    return train_models(spec, [key], zoo, None, Runtime("cpu"), fused=False)[0]
 
 
 def _train(tmp_path, home_name="home", **spec_kwargs):

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from zoobench.cells import open_cells
+from zoobench.bench.cells import open_cells
 from zoobench.errors import ZoobenchError
 from zoobench.method import Context, make_config
 from zoobench.methods.wiseft import WiseFT, choose
@@ -108,7 +108,7 @@ def test_tasks_without_accuracy_select_on_the_train_loss_and_report_no_gain(tiny
     ({"start_epoch": "3"}, "start_epoch 3 is not a stored epoch before 3"),
     ({"start_epoch": "2"}, "candidates: \\[0, 1\\]"),
     ({"alphas": "[0.0, 0.5]"}, "include 1.0"),
-    ({"alphas": "[0.5, 1.5]"}, "lie in \\[0, 1\\]"),
+    ({"alphas": "[0.5, 1.5]"}, "expects a list of a number in \\[0, 1\\]"),
 ])
 def test_bad_settings_fail_with_a_clear_message(tiny_zoo, cells, settings, message):
     with pytest.raises(ZoobenchError, match=message):

@@ -9,11 +9,12 @@ import math
 import pytest
 
 from fabricate import fabricate
-from zoobench.generate import generate
-from zoobench.grid import model_keys
+from zoobench.train.generate import generate
+from zoobench.spec.grid import model_keys
 from zoobench.spec import list_specs
 from zoobench.store import Store
-from zoobench.training import build_model
+from zoobench.models import build_model
+from zoobench.execution import Execution
 
 MICRO = {"training.epochs": 1, "training.checkpoint_epochs": [0], "evaluation.epoch": 1}
 SHRINK = {"owt_gpt2": {"model.layers": 2, "data.block_size": 16, "training.steps_per_epoch": 2},
@@ -28,8 +29,8 @@ def test_every_zoo_trains_a_micro_cell(spec, tmp_path):
         fabricate(dataset, data_root)
     load, temperature = micro.grid.load.values[0], micro.grid.temperature.values[0]
     store = Store(tmp_path / "home")
-    report = generate(micro, store, [load], [temperature], micro.grid.seeds[:1], workers=1, data_root=data_root,
-                      show_progress=False)
+    report = generate(micro, store, loads=[load], temperatures=[temperature], seeds=micro.grid.seeds[:1],
+                      execution=Execution(workers=1, data_root=data_root, progress=False))
     assert report.trained == [model_keys(micro, [load], [temperature], micro.grid.seeds[:1])[0].id], report
     zoo = store.zoo(micro)
     record = zoo.models()[0]

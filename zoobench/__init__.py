@@ -1,7 +1,21 @@
 """zoobench: generate, annotate and benchmark phase zoos of neural networks.
 
-The public API is imported lazily so that ``import zoobench`` (and the CLI's start-up) stays fast and
-never imports torch until a model is actually built or trained.
+The package is laid out by pipeline stage, each importing only the stages below it::
+
+    data, models         datasets and architectures (catalogues, loaders, builders)
+    landscape            the metric catalogue and its estimators (Hessian, CKA, connectivity)
+    spec                 zoo specs, strictly parsed, and their grid
+    store                the model store, atomic writes, PTMZ import and export
+    execution            executors (local processes, Ray), runtimes, progress
+    train                the training loop (fused over seeds) and generation
+    landscape.annotate   annotation of stored models, the stored annotations, phases
+    method               the plugin API (all a method may import)
+    bench                plugin discovery, the cells methods get, results, the runner
+    reports              tables, figures, comparisons, leaderboards, the HTML report
+    cli                  parses arguments and prints; nothing else
+
+The public API below is imported lazily, so ``import zoobench`` (and the CLI's start-up) never
+imports torch until a model is actually built or trained.
 """
 
 from importlib import import_module
@@ -18,19 +32,17 @@ _API = {
     "list_specs": "zoobench.spec",
     "Store": "zoobench.store",
     "ZooStore": "zoobench.store",
-    "phase_table": "zoobench.phases",
-    "run": "zoobench.runner",
-    "load_results": "zoobench.runner",
+    "Execution": "zoobench.execution",
+    "Runtime": "zoobench.execution",
+    "generate": "zoobench.train.generate",
+    "annotate": "zoobench.landscape.annotate",
+    "phase_table": "zoobench.landscape.phases",
+    "run": "zoobench.bench.runner",
+    "load_results": "zoobench.bench.runner",
     "Method": "zoobench.method",
 }
 
-# `generate` and `annotate` share their names with their modules: bound here (neither imports torch),
-# or the first import of the module (as zoobench's own code does) would replace the function on the
-# package with the module.
-from zoobench.annotate import annotate  # noqa: E402
-from zoobench.generate import generate  # noqa: E402
-
-__all__ = sorted([*_API, "annotate", "generate"])
+__all__ = sorted(_API)
 
 
 def __getattr__(name: str):

@@ -1,9 +1,11 @@
-"""The method plugin API: what a downstream method declares and what it receives for one cell.
+"""The method plugin API: everything a downstream method may use, and all it needs to import.
 
 A method is a subclass of `Method` with a few declared attributes and one function::
 
     from dataclasses import dataclass
-    from zoobench.method import Method
+    from typing import Annotated
+
+    from zoobench.method import Method, Range
 
     class MeanNorm(Method):
         name = "meannorm"              # unique; `zoobench run --method meannorm`
@@ -13,7 +15,7 @@ A method is a subclass of `Method` with a few declared attributes and one functi
 
         @dataclass(frozen=True)
         class Config:                  # typed options with defaults; `--set power=1` overrides
-            power: float = 2.0
+            power: Annotated[float, Range(0.5)] = 2.0
 
         def run(self, cell, ctx):
             norms = [sum(p.abs().pow(ctx.config.power).sum().item() for p in m.parameters())
@@ -24,8 +26,13 @@ A method is a subclass of `Method` with a few declared attributes and one functi
 annotations and phase, evaluation and BatchNorm-recalibration helpers) and a `Context` (the config,
 the device, other datasets) and returns a flat dict of numbers. A method with ``scope = "zoo"``
 works on the whole zoo instead (e.g. a probe trained across cells): it declares ``units(config)``,
-and `run` receives a `Zoo` per unit. Methods never touch the store: the runner stores, resumes
-and reports their results.
+and `run` receives a `Zoo` per unit. A config is checked when it is built, before any unit runs:
+field types, ``Literal`` choices, `Range`s, then the method's own `validate`. Methods never touch
+the store: the runner stores, resumes and reports their results.
+
+Built-in methods import nothing from zoobench but this module, exactly as a third-party plugin
+would; this module imports torch only inside the helpers that need it, so listing plugins stays
+cheap.
 """
 
 from __future__ import annotations
@@ -33,14 +40,21 @@ from __future__ import annotations
 import dataclasses
 import functools
 import tomllib
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Sequence
 
-from zoobench.errors import UsageError
+from zoobench.data.protocol import Batch, TaskData
+from zoobench.errors import UsageError, ZoobenchError
+from zoobench.landscape.registry import seed_mean, targets
 from zoobench.spec import ZooSpec
-from zoobench.strict import SpecError, convert, type_name
+from zoobench.spec.strict import Range, SpecError, convert, hints, type_name
+
+if TYPE_CHECKING:
+    from torch import nn
+
+__all__ = ["Batch", "Cell", "Context", "Method", "NoConfig", "Range", "TaskData", "UsageError", "Zoo",
+           "ZoobenchError", "barrier", "interpolate", "landscape_targets", "linear_path", "seed_mean"]
 
 
 @dataclass(frozen=True)
@@ -55,9 +69,14 @@ class Method:
     version: ClassVar[str] = "1"
     headline: ClassVar[str]  # key of the returned dict that heatmaps and leaderboards show
     higher_is_better: ClassVar[bool] = True
+    key_metrics: ClassVar[tuple[str, ...]] = ()  # a few more returned keys worth showing beside the headline
     Config: ClassVar[type] = NoConfig  # a frozen dataclass; every field has a default
     needs: ClassVar[tuple[str, ...]] = ()  # annotations used besides those that label phases (eval, cka, mc)
     scope: ClassVar[Literal["cell", "zoo"]] = "cell"
+
+    def validate(self, config: Any) -> None:
+        """Refuse a config that its field types cannot (e.g. two fractions that must leave a remainder):
+        raise `UsageError` with one line saying what to change."""
 
     def units(self, config: Any) -> list[str]:
         """The unit ids of a zoo-scope method (e.g. its data splits); cell-scope methods run per cell."""
@@ -92,12 +111,14 @@ def contract_problems(method: type) -> list[str]:
 
 
 def make_config(method: type[Method], settings: dict[str, str] | None = None) -> Any:
-    """The method's config with ``--set key=value`` overrides; values are TOML literals or bare strings."""
+    """The method's config with ``--set key=value`` overrides (TOML literals or bare words), checked
+    against the field types, choices and ranges and by the method's `validate`: a bad value is one
+    `UsageError`, raised before any work starts."""
     cls = method.Config
-    hints = typing.get_type_hints(cls)
+    types = hints(cls)
     values = {}
     for key, text in (settings or {}).items():
-        if key not in hints:
+        if key not in types:
             valid = ", ".join(f.name for f in dataclasses.fields(cls)) or "none"
             raise UsageError(f"method {method.name} has no option '{key}'; valid: {valid}")
         try:
@@ -105,15 +126,52 @@ def make_config(method: type[Method], settings: dict[str, str] | None = None) ->
         except tomllib.TOMLDecodeError:
             value = text  # a bare word, e.g. --set mode=global
         try:
-            values[key] = convert(hints[key], value, key, f"--set for method {method.name}")
+            values[key] = convert(types[key], value, key, f"--set for method {method.name}")
         except SpecError:
-            raise UsageError(f"--set {key}={text}: method {method.name} expects {type_name(hints[key])}") from None
-    return cls(**values)
+            raise UsageError(f"--set {key}={text}: method {method.name} expects {type_name(types[key])}") from None
+    config = cls(**values)
+    try:
+        method().validate(config)
+    except ZoobenchError as error:
+        raise UsageError(f"method {method.name}: {error}") from None
+    return config
 
 
 def config_table(config: Any) -> dict[str, Any]:
     """The config as plain JSON-able values (tuples become lists), as stored next to results."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+
+
+# ---- helpers for methods ----------------------------------------------------------------------------
+
+
+def interpolate(model_a: nn.Module, model_b: nn.Module, alpha: float) -> nn.Module:
+    """A new model at (1 - alpha) a + alpha b (parameters and floating buffers; alpha 0 and 1 are exact).
+    Recalibrate its BatchNorm (`Cell.recalibrate`) before evaluating it."""
+    from zoobench.landscape.weightspace import interpolate
+
+    return interpolate(model_a, model_b, alpha)
+
+
+def linear_path(model_a: nn.Module, model_b: nn.Module, error_fn, recalibrate=None, alphas: int = 25) -> dict:
+    """Errors at `alphas` evenly spaced points from a to b, every interior point recalibrated:
+    {"linear_errors", "linear_mc", "linear_t_star"} (`zoobench.landscape.connectivity.linear_path`)."""
+    from zoobench.landscape.connectivity import linear_path
+
+    return linear_path(model_a, model_b, error_fn, recalibrate, alphas)
+
+
+def barrier(values: Sequence[float]) -> float:
+    """Largest excess of evenly spaced path values over the straight line between its endpoints
+    (Entezari et al. 2022; Ainsworth et al. 2022); 0 when the path is nowhere above it."""
+    last = len(values) - 1
+    return max(v - ((1 - i / last) * values[0] + i / last * values[-1]) for i, v in enumerate(values))
+
+
+def landscape_targets() -> list[tuple[str, str, bool]]:
+    """(target name, annotation column, whether it is per model) for every loss-landscape quantity worth
+    predicting from weights (test accuracy, gap, CKA, log Hessian trace, mc, and any registered metric's)."""
+    return [(name, column.name, metric.scope == "model") for name, column, metric in targets()]
 
 
 @dataclass
@@ -125,14 +183,11 @@ class Context:
     device: str = "cpu"
     data_root: Path | None = None
 
-    def load_data(self, dataset: str, **options: Any):
-        """Another dataset (e.g. the spec's transfer target), on this context's device."""
-        from zoobench.datasets import DATASETS
-        from zoobench.training import load_data
+    def load_data(self, dataset: str, **options: Any) -> TaskData:
+        """Another dataset (e.g. the spec's transfer target) with its default options, on this context's device."""
+        from zoobench.data import load_dataset
 
-        info = DATASETS.get(dataset)
-        recipe = {"data": {"dataset": dataset, "options": {**info.options, **options}}}
-        return load_data(recipe, self.data_root).to(self.device)
+        return load_dataset(dataset, self.data_root, **options).to(self.device)
 
 
 @dataclass
@@ -169,17 +224,17 @@ class Cell:
         return self._zoo.params(self.model_ids[0] if self.model_ids else self.diverged[0])["recipe"]
 
     @functools.cached_property
-    def data(self):
+    def data(self) -> TaskData:
         """The cell's dataset (for a PINN zoo, the cell's PDE) on the device."""
-        from zoobench.training import load_data
+        from zoobench.data import load_data
 
         return load_data(self.recipe, self._data_root).to(self._device)
 
-    def model(self, model_id: str, epoch: int | None = None):
+    def model(self, model_id: str, epoch: int | None = None) -> nn.Module:
         """One model at `epoch` (default: the cell's epoch), in eval mode, on the device."""
         return self._zoo.load_model(model_id, self.epoch if epoch is None else epoch).to(self._device)
 
-    def models(self, epoch: int | None = None) -> list:
+    def models(self, epoch: int | None = None) -> list[nn.Module]:
         """All healthy models of the cell at `epoch`, in seed order."""
         return [self.model(model_id, epoch) for model_id in self.model_ids]
 
@@ -187,40 +242,40 @@ class Cell:
         """A model's weights as a state dict on the CPU, without building the model."""
         return self._zoo.load_state(model_id, self.epoch if epoch is None else epoch)
 
-    def build_model(self, seed: int):
+    def build_model(self, seed: int) -> nn.Module:
         """A fresh model of the cell's recipe, initialised as the zoo's models were (for baselines)."""
         import torch
 
-        from zoobench.training import build_model, initialize
+        from zoobench.models import build_model, initialize
 
         torch.manual_seed(seed)
         model = build_model(self.recipe)
         initialize(model, self.recipe["training"]["init"])
         return model.to(self._device)
 
-    def evaluate(self, model, split: str = "test", data=None) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, split: str = "test", data: TaskData | None = None) -> dict[str, float]:
         """Clean loss and accuracy (or the task's metrics) on a split of `data` (default: the cell's)."""
         return (data or self.data).evaluate(model.eval(), split)
 
-    def evaluate_many(self, models, split: str = "test", data=None, stacked: bool | None = None
-                      ) -> list[dict[str, float]]:
+    def evaluate_many(self, models: Sequence[nn.Module], split: str = "test", data: TaskData | None = None,
+                      stacked: bool | None = None) -> list[dict[str, float]]:
         """`evaluate` for many models of the cell's architecture at once (sparsities, interpolation
         points, seeds): one stacked forward pass where the family allows it and it pays (see
-        `zoobench.fused.evaluate_many`), the same numbers as one by one (to float rounding)."""
-        from zoobench.fused import evaluate_many
+        `zoobench.train.fused.evaluate_many`), the same numbers as one by one (to float rounding)."""
+        from zoobench.train.fused import evaluate_many
 
         return evaluate_many(list(models), data or self.data, split, stacked)
 
-    def recalibrate(self, model, data=None, batches: int = 10, batch_size: int = 128, seed: int = 0) -> None:
+    def recalibrate(self, model: nn.Module, data: TaskData | None = None, batches: int = 10, batch_size: int = 128,
+                    seed: int = 0) -> None:
         """Re-estimate BatchNorm statistics on fixed clean training batches; needed after any
         weight-space operation (interpolating, averaging, permuting). Does nothing without BatchNorm."""
-        from zoobench.metrics.connectivity import recalibrate_batchnorm
+        from zoobench.landscape.weightspace import recalibrate_batchnorm
 
-        calibration = (data or self.data).fixed_batches("train", batches, batch_size, seed)
-        recalibrate_batchnorm(model, calibration, lambda m, batch: m(batch[0]))
+        recalibrate_batchnorm(model, (data or self.data).fixed_batches("train", batches, batch_size, seed))
 
-    def fit(self, model, steps: int, lr: float, data=None, batch_size: int = 64, seed: int = 0,
-            momentum: float = 0.9, weight_decay: float = 5e-4, parameters=None) -> float:
+    def fit(self, model: nn.Module, steps: int, lr: float, data: TaskData | None = None, batch_size: int = 64,
+            seed: int = 0, momentum: float = 0.9, weight_decay: float = 5e-4, parameters=None) -> float:
         """Train `model` for `steps` SGD steps with a cosine schedule on `data` (default: the cell's).
 
         Fine-tuning, masked retraining and from-scratch baselines all go through this one loop, so
@@ -229,7 +284,7 @@ class Cell:
         """
         import torch
 
-        from zoobench.training import endless
+        from zoobench.train.optim import endless
 
         data = data or self.data
         optimizer = torch.optim.SGD(list(parameters or model.parameters()), lr=lr, momentum=momentum,

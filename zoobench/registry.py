@@ -1,8 +1,9 @@
-"""One typed registry class for every kind of extension (datasets, architectures, methods).
+"""One typed registry class for every kind of extension (datasets, architectures, metrics, methods).
 
 Entries are either the object itself or a lazy ``"module:attribute"`` target that is imported on
 first use, so listing names never imports torch. A miss answers with the closest names; a duplicate
-name is an error that names both origins.
+name is an error that names both origins; an entry that fails to load, or that its registry's check
+refuses, is a one-line error naming where it came from.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import difflib
 import importlib
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Callable, Generic, Iterator, TypeVar
 
 from zoobench.errors import UsageError, ZoobenchError
 
@@ -21,13 +22,17 @@ T = TypeVar("T")
 class _Entry(Generic[T]):
     target: T | str
     origin: str
+    loaded: bool = False
 
 
 class Registry(Generic[T]):
-    """Name -> entry, with lazy loading and helpful misses."""
+    """Name -> entry, with lazy loading and helpful misses. Iterating gives names in registration
+    order; `names` gives them sorted, for people."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, check: Callable[[str, T], None] | None = None) -> None:
+        """`check(name, entry)` raises a ZoobenchError when a loaded entry is not what this registry holds."""
         self.kind = kind
+        self._check = check
         self._entries: dict[str, _Entry[T]] = {}
 
     def add(self, name: str, target: T | str, origin: str = "zoobench") -> None:
@@ -38,8 +43,16 @@ class Registry(Generic[T]):
             )
         self._entries[name] = _Entry(target, origin)
 
+    def remove(self, name: str) -> None:
+        """Take an entry back (e.g. one registered for the duration of a test)."""
+        self._entry(name)  # an unknown name is the usual error
+        del self._entries[name]
+
     def names(self) -> list[str]:
         return sorted(self._entries)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._entries))
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
@@ -49,8 +62,13 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         entry = self._entry(name)
-        if isinstance(entry.target, str):
-            entry.target = load_target(entry.target, f"{self.kind} '{name}'")
+        if not entry.loaded:
+            target = entry.target
+            if isinstance(target, str):
+                target = load_target(target, f"{self.kind} '{name}'")
+            if self._check is not None:
+                self._check(name, target)
+            entry.target, entry.loaded = target, True
         return entry.target
 
     def unknown(self, name: str) -> UsageError:

@@ -1,0 +1,85 @@
+"""Stored loss-landscape annotations: one JSON file per (metric, settings, epoch) and cell.
+
+A cell's file is written atomically and records the checkpoints it was computed from (their SHA-256
+from the models' completion markers), so an annotation is redone when its settings change (they
+are part of the folder's key), when a model is retrained, or when a seed is added to the cell.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Any
+
+from zoobench.landscape.registry import METRICS
+from zoobench.spec.grid import cells
+from zoobench.store import ZooStore, atomic
+
+
+class Annotations:
+    """The annotations of one metric, at one epoch, with the zoo spec's settings for that metric."""
+
+    def __init__(self, zoo: ZooStore, metric: str, epoch: int | None = None) -> None:
+        self.zoo = zoo
+        self.metric = metric
+        self.epoch = zoo.spec.metric_epoch if epoch is None else epoch
+        self.settings = {"metric": metric, "version": METRICS.get(metric).version, "epoch": self.epoch,
+                         "settings": dataclasses.asdict(zoo.spec.annotation_settings(metric))}
+        key = hashlib.sha256(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()[:10]
+        self.folder = zoo.path / "annotations" / f"{metric}-e{self.epoch}-{key}"
+
+    def inputs(self, cell_id: str) -> dict[str, str]:
+        """Model id -> hash of the checkpoint the metric reads ("diverged" when there is none)."""
+        return self.zoo.checkpoint_hashes(self.epoch).get(cell_id, {})
+
+    def is_current(self, cell_id: str) -> bool:
+        try:
+            stored = json.loads((self.folder / f"{cell_id}.json").read_text())
+        except (OSError, ValueError):
+            return False
+        return stored.get("inputs") == self.inputs(cell_id)
+
+    def write(self, cell_id: str, inputs: dict[str, str], models: dict[str, dict], cell: dict[str, Any],
+              seconds: float) -> None:
+        if not (self.folder / "settings.json").exists():
+            atomic.write_json(self.folder / "settings.json", self.settings)
+        atomic.write_json(self.folder / f"{cell_id}.json", {"cell_id": cell_id, "inputs": inputs, "models": models,
+                                                             "cell": cell, "seconds": seconds})
+
+    def records(self) -> list[dict]:
+        return [json.loads(path.read_text()) for path in sorted(self.folder.glob("*.json"))
+                if path.name != "settings.json"]
+
+    def cells(self):
+        """One row per annotated cell: its grid position, how many models, and the cell's values (pandas)."""
+        import pandas as pd
+
+        position = {c.id: c for c in cells(self.zoo.spec)}
+        rows = [{"cell_id": r["cell_id"], "load": position[r["cell_id"]].load,
+                 "temperature": position[r["cell_id"]].temperature, "models": len(r["inputs"]), **r["cell"]}
+                for r in self.records() if r["cell_id"] in position]
+        return pd.DataFrame(rows)
+
+    def models(self):
+        """One row per model, for a per-model metric (pandas)."""
+        import pandas as pd
+
+        return pd.DataFrame([{"model_id": model_id, "cell_id": r["cell_id"], **values}
+                             for r in self.records() for model_id, values in r["models"].items()])
+
+
+def cell_table(zoo: ZooStore, epoch: int | None = None):
+    """Every annotated cell with the values of every registered metric side by side (pandas)."""
+    import pandas as pd
+
+    frames = [Annotations(zoo, metric, epoch).cells() for metric in METRICS]
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return pd.DataFrame(columns=["cell_id", "load", "temperature", "models"])
+    table = frames[0]
+    for frame in frames[1:]:
+        table = table.merge(frame, on=["cell_id", "load", "temperature"], how="outer", suffixes=("", "_dup"))
+        table = table.drop(columns=[c for c in table.columns if c.endswith("_dup")])
+    return table
+

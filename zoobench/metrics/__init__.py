@@ -1,1 +1,0 @@
-"""Loss-landscape metrics: evaluation, Hessian, CKA between seeds and mode connectivity."""
