@@ -34,7 +34,8 @@ def main() -> None:
                                                             "evaluation.epoch": 2})
     with tempfile.TemporaryDirectory() as folder:
         store = zoobench.Store(folder)
-        zoobench.generate(spec, store, [args.width], [args.batch_size], workers=1, show_progress=False)
+        zoobench.generate(spec, store, loads=[args.width], temperatures=[args.batch_size],
+                          execution=zoobench.Execution(workers=1, progress=False))
         cell = next(iter(open_cells(store.zoo(spec)).values()))
         seeds = cell.models()
         models = [copy.deepcopy(seeds[i % len(seeds)]) for i in range(args.models)]

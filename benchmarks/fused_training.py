@@ -4,7 +4,7 @@ Both write the same models to a store (zoobench's own trainer, one thread); the 
 wall time of each and their ratio for a few cells, from the hot (small batch) to the cold end, where
 per-step overhead matters most and least. `--zoo cifar10_r18` trains ResNet-18 cells on fabricated
 CIFAR-10 (the real file format, from tests/fabricate.py) with the recipe's augmentation: the
-measurement behind `zoobench.fused.CPU_CONV_LIMIT`.
+measurement behind `zoobench.train.fused.CPU_CONV_LIMIT`.
 
     python benchmarks/fused_training.py
     python benchmarks/fused_training.py --cells 64x8,128x32 --epochs 5
@@ -22,14 +22,16 @@ from pathlib import Path
 import torch
 
 import zoobench
-from zoobench.train.loop import train_models
 from zoobench.spec.grid import model_keys
-from zoobench.training import train_model
+from zoobench.train.loop import train_models
 
 # tests/fabricate.py writes fake datasets in the real file formats; it is not part of the package,
 # so it is imported from the repository's tests/ folder.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from fabricate import fabricate_cifar10  # noqa: E402
+
+
+CPU = zoobench.Runtime("cpu")
 
 
 def main() -> None:
@@ -54,17 +56,13 @@ def main() -> None:
             keys = model_keys(spec, [width], [batch])
             zoo = zoobench.Store(f"{folder}/warm-up-{text}").zoo(spec)
             with zoo.writing():
-                train_fused(spec, keys, zoo, data_root)  # warm-up: first-call costs stay out of both timings
+                train_models(spec, keys, zoo, data_root, CPU)  # warm-up: first-call costs stay out of both timings
             timings = {}
             for name in ("one at a time", "fused"):
                 zoo = zoobench.Store(f"{folder}/{name}-{text}").zoo(spec)
                 with zoo.writing():
                     started = time.perf_counter()
-                    if name == "fused":
-                        train_fused(spec, keys, zoo, data_root)
-                    else:
-                        for key in keys:
-                            train_model(spec, key, zoo, data_root)
+                    train_models(spec, keys, zoo, data_root, CPU, fused=name == "fused")
                     timings[name] = time.perf_counter() - started
             alone, fused = timings["one at a time"], timings["fused"]
             print(f"w{width:>4} bs{batch:>4}: one at a time {alone:6.2f} s, fused {fused:6.2f} s, {alone / fused:.2f}x")

@@ -67,8 +67,9 @@ def main() -> None:
     keys = model_keys(spec, split(args.widths), split(args.batch_sizes))
     with tempfile.TemporaryDirectory() as folder:
         plain = plain_loop(spec, keys, Path(folder))
-        report = zoobench.generate(spec, zoobench.Store(folder), split(args.widths), split(args.batch_sizes),
-                                   workers=args.workers, show_progress=False)
+        report = zoobench.generate(spec, zoobench.Store(folder), loads=split(args.widths),
+                                   temperatures=split(args.batch_sizes),
+                                   execution=zoobench.Execution(workers=args.workers, progress=False))
     print(f"{len(keys)} digits_mlp models, {torch.get_num_threads()} torch threads")
     print(f"plain per-model loop: {plain:7.1f} s")
     print(f"zoobench generate:    {report.seconds:7.1f} s  (workers: {args.workers or 'one per core'})")

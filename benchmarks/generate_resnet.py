@@ -8,7 +8,7 @@ loader after each epoch, a checkpoint at the stored epochs; one model after anot
 in fp32. Its DataLoader has no worker processes unless --loader-workers says so (the published code
 uses 6 on nodes with 12 cores per GPU; on a 2-core machine they would compete with training).
 zoobench trains the same models with `zoobench.generate` (data in memory as uint8, augmentation on
-tensors, a cell's seeds fused as grouped convolutions where `zoobench.fused.fusable` allows it,
+tensors, a cell's seeds fused as grouped convolutions where `zoobench.train.fused.fusable` allows it,
 worker processes; on CUDA its default runtime, bf16 autocast and channels_last).
 
 Both read the same fabricated CIFAR-10 files (tests/fabricate.py, the real on-disk format) and train
@@ -191,6 +191,8 @@ def main() -> None:
     plain_total = zoobench_total = 0.0
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder) / "data"
+        execution = zoobench.Execution(workers=args.workers, runtime=zoobench.Runtime(args.device), data_root=root,
+                                       progress=False)
         fabricated = fabricate_cifar10(root, args.train_images, args.test_images)
         mean, std = channel_stats(torch.from_numpy(fabricated.x_train))  # the statistics zoobench normalises with
         stats = (mean.tolist(), std.tolist())
@@ -200,9 +202,8 @@ def main() -> None:
                 keys = model_keys(spec, [width], [batch])
                 plain = plain_loop(spec, keys, root, stats, args.device, args.loader_workers, Path(folder) / "plain")
                 with GpuUtilisation() as utilisation:
-                    report = trained(zoobench.generate(spec, zoobench.Store(Path(folder) / "cells"), [width], [batch],
-                                                       workers=args.workers, data_root=root, device=args.device,
-                                                       show_progress=False))
+                    report = trained(zoobench.generate(spec, zoobench.Store(Path(folder) / "cells"), loads=[width],
+                                                       temperatures=[batch], execution=execution))
                 plain_total += plain
                 zoobench_total += report.seconds
                 tflops = training_flops(spec, width) * images / report.seconds / 1e12  # training passes only
@@ -213,8 +214,8 @@ def main() -> None:
         total_images = images * len(widths) * len(batch_sizes)
         print(f"{'total':<10} {plain_total:8.1f} {zoobench_total:10.1f} {plain_total / zoobench_total:5.2f}x "
               f"{total_images / plain_total:11.0f} {total_images / zoobench_total:14.0f}")
-        grid = trained(zoobench.generate(spec, zoobench.Store(Path(folder) / "grid"), widths, batch_sizes,
-                                workers=args.workers, data_root=root, device=args.device, show_progress=False))
+        grid = trained(zoobench.generate(spec, zoobench.Store(Path(folder) / "grid"), loads=widths,
+                                         temperatures=batch_sizes, execution=execution))
     print(f"zoobench, whole grid in one generate call: {grid.seconds:.1f} s, {total_images / grid.seconds:.0f} img/s; "
           f"speed-up over the plain loop: {plain_total / grid.seconds:.2f}x")
     print(f"load average {os.getloadavg()[0]:.2f} at the end (other work on the machine makes timings noisy)")

@@ -40,7 +40,8 @@ def timed_run(spec, widths, batch_sizes, epochs: int, data_root: Path, home: Pat
     short = spec.with_overrides({"training.epochs": epochs, "training.checkpoint_epochs": [0, epochs],
                                  "evaluation.epoch": epochs})
     started = time.perf_counter()
-    report = zoobench.generate(short, zoobench.Store(home), widths, batch_sizes, workers=workers, data_root=data_root)
+    report = zoobench.generate(short, zoobench.Store(home), loads=widths, temperatures=batch_sizes,
+                               execution=zoobench.Execution(workers=workers, data_root=data_root))
     if report.failed:
         raise SystemExit(f"models failed: {report.failed}")
     return time.perf_counter() - started

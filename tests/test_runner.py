@@ -16,7 +16,6 @@ from zoobench.errors import UsageError
 from zoobench.bench.runner import load_results, run
 from zoobench.spec import load_spec
 from zoobench.store import Store
-from zoobench.execution import Execution
 
 
 def noop(spec, store, **settings):

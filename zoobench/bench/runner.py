@@ -56,24 +56,19 @@ class RunReport:
 class MethodUnit:
     """The method on one cell (or one unit of a zoo-scope method), with the inputs it was planned on."""
 
+    label: str  # the cell, or the unit of a zoo-scope method
+    inputs: str  # digest of the checkpoints and annotations the result depends on
     spec: ZooSpec
     zoo_path: str
     method: str
     plugins: tuple[str, ...]
     settings: dict[str, str]
     epoch: int
-    unit: str
-    inputs: str  # digest of the checkpoints and annotations the result depends on
     annotations: dict[str, dict]  # cell id -> the cell's metrics and phase
     per_model: dict[str, dict]  # model id -> its per-model metrics
     data_root: str | None
     device: str
-
-    @property
-    def label(self) -> str:
-        return self.unit
-
-    size = 1
+    size: int = 1
 
     def __call__(self) -> tuple[str, str]:
         return run_unit(self)
@@ -115,7 +110,7 @@ def run(method: str, spec: ZooSpec, store: Store | None = None, *, settings: dic
     if todo:
         results.start(found.origin(method))
         device = execution.unit_runtime(executor).device
-        work = [MethodUnit(spec, str(zoo.path), method, found.plugins, dict(settings or {}), epoch, unit, inputs,
+        work = [MethodUnit(unit, inputs, spec, str(zoo.path), method, found.plugins, dict(settings or {}), epoch,
                            annotations, per_model, execution.root, device) for unit, inputs in todo]
         with zoo.writing():
             for _, (unit, error) in executor.run(work, f"{method} on {spec.name}", "units", execution.progress):
@@ -178,7 +173,7 @@ def run_unit(unit: MethodUnit) -> tuple[str, str]:
     zoo = ZooStore(Path(unit.zoo_path), unit.spec)
     results = MethodResults(zoo, method_class, config, unit.epoch)
     cells = open_cells(zoo, unit.epoch, unit.device, unit.data_root, unit.annotations, unit.per_model)
-    target = Zoo(unit.unit, unit.spec, list(cells.values())) if method_class.scope == "zoo" else cells[unit.unit]
+    target = Zoo(unit.label, unit.spec, list(cells.values())) if method_class.scope == "zoo" else cells[unit.label]
     models = len(target.model_ids()) if method_class.scope == "zoo" else len(target.model_ids)
     context = Context(config, unit.spec, unit.device, Path(unit.data_root) if unit.data_root else None)
     started = time.perf_counter()
@@ -187,11 +182,11 @@ def run_unit(unit: MethodUnit) -> tuple[str, str]:
         values = clean_values(method_class().run(target, context), unit.method)
     except Exception as error:  # the method's bug or limit on this cell; the other cells go on
         message = f"{type(error).__name__}: {error}".replace("\n", " ")
-        results.write(unit.unit, unit.inputs, "failed", {}, models, time.perf_counter() - started, message,
+        results.write(unit.label, unit.inputs, "failed", {}, models, time.perf_counter() - started, message,
                       traceback.format_exc())
-        return unit.unit, message
-    results.write(unit.unit, unit.inputs, "ok", values, models, time.perf_counter() - started)
-    return unit.unit, ""
+        return unit.label, message
+    results.write(unit.label, unit.inputs, "ok", values, models, time.perf_counter() - started)
+    return unit.label, ""
 
 
 def _heatmap(report: RunReport) -> Path | None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import typer
 from rich.console import Console
@@ -11,17 +13,22 @@ from rich.console import Console
 from zoobench.errors import UsageError
 from zoobench.execution import UNITS_PER_GPU, Execution, Runtime
 
+# Plain help (rich_markup_mode None): click wraps it to the terminal and never cuts an option's name.
 app = typer.Typer(help="Benchmark harness for downstream methods on phase zoos.", no_args_is_help=True,
-                  pretty_exceptions_show_locals=False, add_completion=False)
-zoo_app = typer.Typer(help="List, inspect, generate and verify zoos.", no_args_is_help=True)
-app.add_typer(zoo_app, name="zoo")
-methods_app = typer.Typer(help="Method plugins: built-in, installed and local.", no_args_is_help=True)
-app.add_typer(methods_app, name="methods")
-data_app = typer.Typer(help="Datasets: where they are expected and how to get them.", no_args_is_help=True)
-app.add_typer(data_app, name="data")
-leaderboard_app = typer.Typer(help="Result tables per phase and cell, method comparisons, published leaderboards.",
-                              no_args_is_help=True)
-app.add_typer(leaderboard_app, name="leaderboard")
+                  pretty_exceptions_show_locals=False, add_completion=False, rich_markup_mode=None)
+
+
+def group(name: str, help: str) -> typer.Typer:
+    """A command group under `zoobench NAME`."""
+    commands = typer.Typer(help=help, no_args_is_help=True, rich_markup_mode=None)
+    app.add_typer(commands, name=name)
+    return commands
+
+
+zoo_app = group("zoo", "List, inspect, generate and verify zoos.")
+methods_app = group("methods", "Method plugins: built-in, installed and local.")
+data_app = group("data", "Datasets: where they are expected and how to get them.")
+leaderboard_app = group("leaderboard", "Result tables per phase and cell, method comparisons, published leaderboards.")
 
 console = Console()
 errors = Console(stderr=True)
@@ -32,7 +39,7 @@ EpochOption = typer.Option(None, "--epoch", help="Stored epoch to use (default: 
 WorkersOption = typer.Option(None, "--workers", min=1, help="Worker processes (default: one per core).")
 DataRootOption = typer.Option(None, "--data-root", envvar="ZOOBENCH_DATA", help="Dataset folder.")
 ExecutorOption = typer.Option("local", "--executor", help="Where units run: local (worker processes) or ray "
-                              "(a Ray cluster; pip install 'zoobench\\[ray]').")
+                              "(a Ray cluster; pip install 'zoobench[ray]').")
 AddressOption = typer.Option(None, "--address", help="Ray cluster address, e.g. auto (default: a local Ray).")
 GpusOption = typer.Option(0.0, "--gpus-per-unit", min=0.0, help="With --executor ray: GPU fraction per unit.")
 DeviceOption = typer.Option("auto", "--device", help="Torch device: auto (the GPUs when there are, else the CPU), "
@@ -48,13 +55,50 @@ PluginOption = typer.Option(None, "--plugin", help="Method plugin module or .py 
                             "ZOOBENCH_PLUGINS adds more, separated by ':'.")
 
 
-def execution(workers: Optional[int] = None, data_root: Optional[Path] = None, device: str = "auto",
-              executor: str = "local", address: Optional[str] = None, gpus: float = 0.0,
-              units_per_gpu: int = UNITS_PER_GPU, precision: str = "auto", channels_last: Optional[bool] = None,
-              compile: bool = False) -> Execution:
-    """The execution settings the shared flags ask for."""
-    return Execution(workers, Runtime(device, precision, channels_last, compile), executor, address, gpus,
-                     units_per_gpu, data_root)
+# Options many commands share, declared once: (type, option) by parameter name.
+SHARED = {"home": (Optional[Path], HomeOption), "epoch": (Optional[int], EpochOption),
+          "plugins": (Optional[list[str]], PluginOption)}
+# The flags of where and how units run, by the name of the `Execution` (or `Runtime`) field they set.
+EXECUTION_FLAGS = {
+    "workers": (Optional[int], WorkersOption), "data_root": (Optional[Path], DataRootOption),
+    "device": (str, DeviceOption), "executor": (str, ExecutorOption), "address": (Optional[str], AddressOption),
+    "gpus_per_unit": (float, GpusOption), "units_per_gpu": (int, UnitsPerGpuOption)}
+TRAINING_FLAGS = {"precision": (str, PrecisionOption), "channels_last": (Optional[bool], ChannelsLastOption),
+                  "compile": (bool, CompileOption)}
+
+
+def shared_options(training: bool = False) -> Callable:
+    """Give a command its shared options: a keyword-only parameter named in `SHARED` gets its usual
+    declaration, and an `execution` parameter becomes the execution flags (with `training`, the
+    training runtime's too) and receives the `Execution` they describe."""
+    flags = {**EXECUTION_FLAGS, **(TRAINING_FLAGS if training else {})}
+
+    def decorate(command: Callable) -> Callable:
+        signature = inspect.signature(command)
+
+        @functools.wraps(command)
+        def wrapper(*args, **kwargs):
+            if "execution" in signature.parameters:
+                given = {name: kwargs.pop(name) for name in flags}
+                runtime = Runtime(given.pop("device"), given.pop("precision", "auto"),
+                                  given.pop("channels_last", None), given.pop("compile", False))
+                kwargs["execution"] = Execution(runtime=runtime, **given)
+            return command(*args, **kwargs)
+
+        parameters = []
+        for parameter in signature.parameters.values():
+            if parameter.name == "execution":
+                parameters += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
+                               for name, (kind, option) in flags.items()]
+            elif parameter.kind is inspect.Parameter.KEYWORD_ONLY and parameter.name in SHARED:
+                kind, option = SHARED[parameter.name]
+                parameters.append(parameter.replace(default=option, annotation=kind))
+            else:
+                parameters.append(parameter)
+        wrapper.__signature__ = signature.replace(parameters=parameters)
+        return wrapper
+
+    return decorate
 
 
 def values(text: Optional[str]) -> Optional[list[str]]:
@@ -77,3 +121,9 @@ def store(home: Optional[Path]):
     from zoobench.store import Store
 
     return Store(home)
+
+
+def resolve(zoo: str, home: Optional[Path]):
+    """(the store at `home`, the spec of the zoo named `zoo` or of the spec file at that path)."""
+    the_store = store(home)
+    return the_store, the_store.resolve(zoo)

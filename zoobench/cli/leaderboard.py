@@ -9,13 +9,14 @@ import typer
 from rich.markup import escape
 
 from zoobench.cli import render
-from zoobench.cli.app import EpochOption, HomeOption, PluginOption, ZooOption, console, leaderboard_app, settings, store
+from zoobench.cli.app import ZooOption, console, leaderboard_app, resolve, settings, shared_options
 from zoobench.errors import UsageError, ZoobenchError
 
 OUTCOME_STYLE = {"win": ("W", "green"), "tie": ("T", "yellow"), "loss": ("L", "red"), "missing": ("-", "dim")}
 
 
 @leaderboard_app.command("show")
+@shared_options()
 def leaderboard_show(
     zoo: str = ZooOption,
     method: Optional[str] = typer.Option(None, "--method", "-m", help="One method in detail (default: the headline "
@@ -24,9 +25,7 @@ def leaderboard_show(
     which: str = typer.Option("both", "--table", help="With --method: phases, cells or both."),
     pairs: Optional[list[str]] = typer.Option(None, "--set", help="Method option of --method, key=value "
                                               "(repeatable; default: the default config)."),
-    plugins: Optional[list[str]] = PluginOption,
-    epoch: Optional[int] = EpochOption,
-    home: Optional[Path] = HomeOption,
+    *, plugins: Optional[list[str]], epoch: Optional[int], home: Optional[Path],
 ) -> None:
     """Stored results as tables: per phase (mean, std, the headline's bootstrap CI) and per cell. Runs nothing."""
     from zoobench.reports import boards, tables
@@ -34,8 +33,7 @@ def leaderboard_show(
     boards.check_choices(format, which)
     if pairs and not method:
         raise UsageError("--set needs --method")
-    the_store = store(home)
-    spec = the_store.resolve(zoo)
+    the_store, spec = resolve(zoo, home)
     if method:
         board = boards.from_store(method, spec, the_store, settings(pairs), plugins or [], epoch)
         if format != "rich":
@@ -83,6 +81,7 @@ def _print_board(board, spec, which: str) -> None:
 
 
 @leaderboard_app.command("compare")
+@shared_options()
 def leaderboard_compare(
     first: str = typer.Argument(..., help="Method name (its stored results) or a published leaderboard folder."),
     second: str = typer.Argument(..., help="Method name or published leaderboard folder (e.g. "
@@ -91,15 +90,12 @@ def leaderboard_compare(
     metric: Optional[str] = typer.Option(None, "--metric", help="Compare on this metric (both must report it)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for the figure and tables (default: the zoo's "
                                        "comparisons/ folder in the store)."),
-    plugins: Optional[list[str]] = PluginOption,
-    epoch: Optional[int] = EpochOption,
-    home: Optional[Path] = HomeOption,
+    *, plugins: Optional[list[str]], epoch: Optional[int], home: Optional[Path],
 ) -> None:
     """Two methods side by side on shared colour limits, their difference (ties hatched), wins/ties/losses per phase."""
     from zoobench.reports.compare import compare
 
-    the_store = store(home)
-    spec = the_store.resolve(zoo)
+    the_store, spec = resolve(zoo, home)
     result = compare(first, second, spec, the_store, metric, out, plugins or [], epoch)
     a, b = result.first.label, result.second.label
     better = "higher" if result.higher_is_better else "lower"
@@ -122,20 +118,19 @@ def leaderboard_compare(
 
 
 @leaderboard_app.command("publish")
+@shared_options()
 def leaderboard_publish(
     zoo: str = ZooOption,
     methods: Optional[list[str]] = typer.Option(None, "--method", "-m", help="Method to publish (repeatable; "
                                                 "default: every built-in method with stored results)."),
     out: Path = typer.Option(Path("leaderboards"), "--out", help="Leaderboards folder."),
-    plugins: Optional[list[str]] = PluginOption,
-    epoch: Optional[int] = EpochOption,
-    home: Optional[Path] = HomeOption,
+    *, plugins: Optional[list[str]], epoch: Optional[int], home: Optional[Path],
 ) -> None:
     """Write the stored default-config results as a leaderboard (CSV, Markdown, PNG) and its index. Runs nothing."""
     from zoobench.reports.leaderboard import publish
 
-    the_store = store(home)
-    report = publish(the_store.resolve(zoo), the_store, methods or None, out, plugins or [], epoch)
+    the_store, spec = resolve(zoo, home)
+    report = publish(spec, the_store, methods or None, out, plugins or [], epoch)
     for folder in report.folders:
         render.line(f"published {folder}")
     render.line(f"index: {report.index}")

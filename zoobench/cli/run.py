@@ -9,44 +9,29 @@ from typing import Optional
 import typer
 
 from zoobench.cli import render
-from zoobench.cli.app import (AddressOption, ChannelsLastOption, CompileOption, DataRootOption, DeviceOption,
-                              EpochOption, ExecutorOption, GpusOption, HomeOption, PluginOption, PrecisionOption,
-                              UnitsPerGpuOption, WorkersOption, ZooOption, app, console, data_app, errors, execution,
-                              methods_app, settings, store)
+from zoobench.cli.app import (ZooOption, app, console, data_app, errors, methods_app, resolve, settings,
+                              shared_options)
 from zoobench.errors import UsageError, ZoobenchError
+from zoobench.execution import Execution
 
 
 @app.command("run")
+@shared_options(training=True)
 def run_method(
     method: str = typer.Option(..., "--method", "-m", help="Method name (`zoobench methods list`)."),
     zoo: str = ZooOption,
     pairs: Optional[list[str]] = typer.Option(None, "--set", help="Method option, key=value (repeatable)."),
-    plugins: Optional[list[str]] = PluginOption,
     no_generate: bool = typer.Option(False, "--no-generate", help="Use only the models and annotations stored."),
     full: bool = typer.Option(False, "--full", help="Also print every number the method reported, per phase "
                               "(wide; `zoobench leaderboard show` has it too)."),
-    epoch: Optional[int] = EpochOption,
-    workers: Optional[int] = WorkersOption,
-    data_root: Optional[Path] = DataRootOption,
-    device: str = DeviceOption,
-    precision: str = PrecisionOption,
-    channels_last: Optional[bool] = ChannelsLastOption,
-    compile: bool = CompileOption,
-    executor: str = ExecutorOption,
-    address: Optional[str] = AddressOption,
-    gpus: float = GpusOption,
-    units_per_gpu: int = UnitsPerGpuOption,
-    home: Optional[Path] = HomeOption,
+    *, plugins: Optional[list[str]], epoch: Optional[int], home: Optional[Path], execution: Execution,
 ) -> None:
     """Run a method on every cell of a zoo (training and annotating what is missing), then report by phase."""
     from zoobench.bench.runner import run
 
-    the_store = store(home)
-    spec = the_store.resolve(zoo)
+    the_store, spec = resolve(zoo, home)
     report = run(method, spec, the_store, settings=settings(pairs), plugins=plugins or [], epoch=epoch,
-                 generate_missing=not no_generate,
-                 execution=execution(workers, data_root, device, executor, address, gpus, units_per_gpu, precision,
-                                     channels_last, compile))
+                 generate_missing=not no_generate, execution=execution)
     _print_run(report, spec, full)
     if report.failed:
         messages = Counter(report.failed.values())
@@ -94,6 +79,7 @@ def _print_run(report, spec, full: bool) -> None:
 
 
 @app.command("report")
+@shared_options()
 def report(
     zoo: str = ZooOption,
     out: Path = typer.Option(..., "--out", help="HTML file to write."),
@@ -103,9 +89,7 @@ def report(
                                                     "(repeatable)."),
     screenshot: Optional[Path] = typer.Option(None, "--screenshot", help="Also render the page in headless "
                                               "Chromium and save this PNG (checks that it renders)."),
-    plugins: Optional[list[str]] = PluginOption,
-    epoch: Optional[int] = EpochOption,
-    home: Optional[Path] = HomeOption,
+    *, plugins: Optional[list[str]], epoch: Optional[int], home: Optional[Path],
 ) -> None:
     """One self-contained HTML file: zoo sheet, every method's tables and heatmap, comparisons, provenance."""
     from zoobench.reports.html_report import write_report
@@ -116,8 +100,8 @@ def report(
         if len(names) != 2 or not all(names):
             raise UsageError(f"--compare expects two methods as M1,M2, got '{text}'")
         pairs.append((names[0], names[1]))
-    the_store = store(home)
-    path = write_report(the_store.resolve(zoo), out, the_store, methods or None, pairs, plugins or [], epoch)
+    the_store, spec = resolve(zoo, home)
+    path = write_report(spec, out, the_store, methods or None, pairs, plugins or [], epoch)
     render.line(f"report: {path}")
     if screenshot is not None:
         from zoobench.reports.browser import screenshot as render_page
@@ -126,7 +110,8 @@ def report(
 
 
 @methods_app.command("list")
-def methods_list(plugins: Optional[list[str]] = PluginOption) -> None:
+@shared_options()
+def methods_list(*, plugins: Optional[list[str]]) -> None:
     """Every method found and where it comes from (installed methods are not imported to list them)."""
     from zoobench.bench.plugins import discover
 
@@ -140,8 +125,8 @@ def methods_list(plugins: Optional[list[str]] = PluginOption) -> None:
 
 
 @methods_app.command("show")
-def methods_show(name: str = typer.Argument(..., help="Method name."), plugins: Optional[list[str]] = PluginOption
-                 ) -> None:
+@shared_options()
+def methods_show(name: str = typer.Argument(..., help="Method name."), *, plugins: Optional[list[str]]) -> None:
     """One method: what it reports, its options with their types and defaults, and where it comes from."""
     from zoobench.bench.plugins import describe, discover
 

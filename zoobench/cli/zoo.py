@@ -9,16 +9,16 @@ from typing import Optional
 import typer
 
 from zoobench.cli import render
-from zoobench.cli.app import (AddressOption, ChannelsLastOption, CompileOption, DataRootOption, DeviceOption,
-                              EpochOption, ExecutorOption, GpusOption, HomeOption, PrecisionOption, UnitsPerGpuOption,
-                              WorkersOption, console, errors, execution, store, values, zoo_app)
+from zoobench.cli.app import console, errors, resolve, shared_options, store, values, zoo_app
 from zoobench.errors import UsageError, ZoobenchError
+from zoobench.execution import Execution
 
 ZooArgument = typer.Argument(..., help="Zoo name or spec file.")
 
 
 @zoo_app.command("list")
-def zoo_list(home: Optional[Path] = HomeOption) -> None:
+@shared_options()
+def zoo_list(*, home: Optional[Path]) -> None:
     """Known zoo specs, and how many of each zoo's models the store holds."""
     the_store = store(home)
     shown = render.table("zoo", "dataset", "model", "grid", "models", "fingerprint")
@@ -36,14 +36,14 @@ def zoo_list(home: Optional[Path] = HomeOption) -> None:
 
 
 @zoo_app.command("show")
+@shared_options()
 def zoo_show(
     zoo: str = ZooArgument,
     why: bool = typer.Option(False, "--why", help="Also list every cell's phase with the values and thresholds behind it."),
-    home: Optional[Path] = HomeOption,
+    *, home: Optional[Path],
 ) -> None:
     """The spec's recipe, its grid, which models of each cell are finished, and the phase map."""
-    the_store = store(home)
-    spec = the_store.resolve(zoo)
+    the_store, spec = resolve(zoo, home)
     zoo_store = the_store.zoo(spec)
     t, g = spec.training, spec.grid
     console.print(f"[bold]{spec.name}[/bold]  {spec.description}", soft_wrap=True)
@@ -66,34 +66,23 @@ def zoo_show(
 
 
 @zoo_app.command("generate")
+@shared_options(training=True)
 def zoo_generate(
     zoo: str = ZooArgument,
-    home: Optional[Path] = HomeOption,
     loads: Optional[str] = typer.Option(None, "--widths", "--loads", help="Only these load values, e.g. 4,8,16."),
     temperatures: Optional[str] = typer.Option(None, "--batch-sizes", "--temperatures",
                                                help="Only these temperature values, e.g. 32,64."),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="Only these seeds, e.g. 0,1."),
-    workers: Optional[int] = WorkersOption,
-    data_root: Optional[Path] = DataRootOption,
     fused: bool = typer.Option(True, "--fused/--no-fused", help="Train a cell's seeds as one fused network "
                                "where the zoo allows it (same result per seed, faster)."),
-    device: str = DeviceOption,
-    precision: str = PrecisionOption,
-    channels_last: Optional[bool] = ChannelsLastOption,
-    compile: bool = CompileOption,
-    executor: str = ExecutorOption,
-    address: Optional[str] = AddressOption,
-    gpus: float = GpusOption,
-    units_per_gpu: int = UnitsPerGpuOption,
+    *, home: Optional[Path], execution: Execution,
 ) -> None:
     """Train the models the store lacks; re-running resumes, and the filters choose cells, not recipes."""
     from zoobench.train.generate import generate
 
-    the_store = store(home)
-    spec = the_store.resolve(zoo)
+    the_store, spec = resolve(zoo, home)
     report = generate(spec, the_store, loads=values(loads), temperatures=values(temperatures), seeds=values(seeds),
-                      fused=fused, execution=execution(workers, data_root, device, executor, address, gpus,
-                                                       units_per_gpu, precision, channels_last, compile))
+                      fused=fused, execution=execution)
     for model_id, problem in report.damaged.items():
         console.print(f"[yellow]retrained damaged model {model_id}: {problem}", soft_wrap=True, highlight=False)
     trained = len(report.trained) + len(report.diverged)
@@ -112,27 +101,18 @@ def zoo_generate(
 
 
 @zoo_app.command("annotate")
+@shared_options()
 def zoo_annotate(
     zoo: str = ZooArgument,
     metrics: Optional[str] = typer.Option(None, "--metrics", help="Comma-separated metrics (default: every "
                                           "registered one: eval, cka, hessian, mc, ...)."),
-    epoch: Optional[int] = EpochOption,
-    workers: Optional[int] = WorkersOption,
-    data_root: Optional[Path] = DataRootOption,
-    device: str = DeviceOption,
-    executor: str = ExecutorOption,
-    address: Optional[str] = AddressOption,
-    gpus: float = GpusOption,
-    units_per_gpu: int = UnitsPerGpuOption,
-    home: Optional[Path] = HomeOption,
+    *, epoch: Optional[int], home: Optional[Path], execution: Execution,
 ) -> None:
     """Compute loss-landscape metrics per cell (resumable), then print the phase map."""
     from zoobench.landscape.annotate import annotate
 
-    the_store = store(home)
-    spec = the_store.resolve(zoo)
-    report = annotate(spec, the_store, metrics=values(metrics), epoch=epoch,
-                      execution=execution(workers, data_root, device, executor, address, gpus, units_per_gpu))
+    the_store, spec = resolve(zoo, home)
+    report = annotate(spec, the_store, metrics=values(metrics), epoch=epoch, execution=execution)
     for metric, done in report.done.items():
         console.print(f"{metric}: annotated {done} cells in {report.seconds[metric]:.0f}s, "
                       f"{report.current[metric]} were already current")
@@ -140,10 +120,11 @@ def zoo_annotate(
 
 
 @zoo_app.command("verify")
-def zoo_verify(zoo: str = ZooArgument, home: Optional[Path] = HomeOption) -> None:
+@shared_options()
+def zoo_verify(zoo: str = ZooArgument, *, home: Optional[Path]) -> None:
     """Check every stored model against the sizes and SHA-256 hashes in its completion marker."""
-    the_store = store(home)
-    zoo_store = the_store.zoo(the_store.resolve(zoo))
+    the_store, spec = resolve(zoo, home)
+    zoo_store = the_store.zoo(spec)
     problems = zoo_store.verify()
     for model_id, problem in problems.items():
         errors.print(f"error: model {model_id}: {problem}", markup=False, highlight=False, soft_wrap=True)
@@ -155,11 +136,12 @@ def zoo_verify(zoo: str = ZooArgument, home: Optional[Path] = HomeOption) -> Non
 
 
 @zoo_app.command("import")
+@shared_options()
 def zoo_import(
     path: Path = typer.Argument(..., help="Folder of trial folders in the published Phase Transition Model Zoo layout."),
     name: str = typer.Option(..., "--name", help="Name of the zoo in the store."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset, when the params do not tell it."),
-    home: Optional[Path] = HomeOption,
+    *, home: Optional[Path],
 ) -> None:
     """Import a published zoo; checkpoints are read with weights_only=True, bad trials are skipped."""
     from zoobench.store.ptmz import import_zoo
@@ -174,18 +156,19 @@ def zoo_import(
 
 
 @zoo_app.command("export")
+@shared_options()
 def zoo_export(
     zoo: str = ZooArgument,
     path: Path = typer.Argument(..., help="Folder to write."),
     format: str = typer.Option("ptmz", "--format", help="Only 'ptmz': the published Phase Transition Model Zoo layout."),
-    home: Optional[Path] = HomeOption,
+    *, home: Optional[Path],
 ) -> None:
     """Write a zoo's finished models in the published layout (imports back losslessly)."""
     from zoobench.store.ptmz import export_zoo
 
     if format != "ptmz":
         raise UsageError(f"unknown export format '{format}'; valid: ptmz")
-    the_store = store(home)
-    zoo_store = the_store.zoo(the_store.resolve(zoo))
+    the_store, spec = resolve(zoo, home)
+    zoo_store = the_store.zoo(spec)
     written = export_zoo(zoo_store, path)
     render.line(f"exported {written} models of {zoo_store.spec.name} to {path}")

@@ -34,24 +34,19 @@ class AnnotationReport:
 class AnnotateUnit:
     """One metric on one cell's models at one epoch."""
 
+    label: str  # the cell
     spec: ZooSpec
     zoo_path: str
     metric: str
-    cell_id: str
     epoch: int
     data_root: str | None
     device: str
-
-    @property
-    def label(self) -> str:
-        return self.cell_id
-
-    size = 1
+    size: int = 1
 
     def __call__(self) -> str:
-        annotate_cell(ZooStore(Path(self.zoo_path), self.spec), self.metric, self.cell_id, self.epoch,
-                      self.data_root, self.device)
-        return self.cell_id
+        annotate_cell(ZooStore(Path(self.zoo_path), self.spec), self.metric, self.label, self.epoch, self.data_root,
+                      self.device)
+        return self.label
 
 
 def annotate(spec: ZooSpec, store: Store | None = None, *, metrics: Sequence[str] | None = None,
@@ -81,7 +76,7 @@ def annotate(spec: ZooSpec, store: Store | None = None, *, metrics: Sequence[str
             if todo:
                 executor = executor or execution.start()
                 device = execution.unit_runtime(executor).device
-                units = [AnnotateUnit(spec, str(zoo.path), metric, cell_id, epoch, execution.root, device)
+                units = [AnnotateUnit(cell_id, spec, str(zoo.path), metric, epoch, execution.root, device)
                          for cell_id in todo]
                 for _ in executor.run(units, f"{metric:<7} {spec.name}", "cells", execution.progress):
                     pass
