@@ -4,7 +4,7 @@ Images are embedded as base64 PNGs and the page has no external links, so it ope
 be mailed around as one file. Every number carries its provenance: the zoo's fingerprint, each
 method's version, config and model count, zoobench's version and the date the report was made. A
 few lines of inline script report any image that fails to decode to the browser console, so a
-headless render (`zoobench.browser.screenshot`) catches a broken report.
+headless render (`zoobench.reports.browser.screenshot`) catches a broken report.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ reads as valid.
 Every write a unit of work makes to the store goes through here or through `ModelWriter`, which
 both pass their paths through `redirect`; so `capture` can keep a unit's writes out of the store
 and hand them to the caller instead (a Ray task returns them to the driver, which installs them,
-see `zoobench.ray_executor`).
+see `zoobench.execution.ray_executor`).
 """
 
 from __future__ import annotations
