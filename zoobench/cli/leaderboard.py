@@ -49,14 +49,17 @@ def leaderboard_show(
     if format != "rich":
         print(boards.render_overview(found, format), end="")
         return
-    grid = boards.overview_grid(boards.overview(found))
-    render.line(f"{spec.name} ({spec.fingerprint}): headline per phase (↑ higher, ↓ lower is better), "
-                f"mean [{tables.CI_NOTE}] n=cells; default configs")
-    shown = render.table(*grid.columns)
-    for row in grid.itertuples(index=False, name=None):
-        name, headline, *phases = map(str, row)
-        headline = headline.replace(" (higher is better)", " ↑").replace(" (lower is better)", " ↓")
-        shown.add_row(name, escape(headline), *(escape(v).replace(" \\[", "\n\\[").replace("] ", "]\n") for v in phases))
+    render.line(f"{spec.name} ({spec.fingerprint}): every method's headline per phase, default configs "
+                f"(↑ higher, ↓ lower is better; mean over cells, {tables.CI_NOTE}):")
+    shown = render.table("method", "headline", "phase", "cells", "mean", f"{tables.LEVEL:.0%} CI")
+    for method, rows in boards.overview(found).groupby("method", sort=True):
+        for index, row in enumerate(rows.to_dict("records")):
+            headline = f"{row['headline']} {'↑' if row['higher_is_better'] else '↓'}"
+            shown.add_row(method if index == 0 else "", headline if index == 0 else "",
+                          f"[{render.PHASE_STYLE.get(row['phase'], 'bold')}]{row['phase']}", str(row["cells"]),
+                          render.number(row["mean"]), escape(f"[{render.number(row['ci_low'])}, "
+                                                            f"{render.number(row['ci_high'])}]"),
+                          end_section=index == len(rows) - 1)
     console.print(shown)
 
 

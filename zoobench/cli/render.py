@@ -46,8 +46,8 @@ def show(title: str, shown: Table) -> None:
 
 def line(text: str) -> None:
     """Plain text (paths, configs: no markup) wrapped at spaces; a word longer than the line (a path) is
-    never cut, and a bracketed value such as a list is never split."""
-    kept = re.sub(r"[\[{(][^\]})]*[\]})]", lambda group: group.group(0).replace(" ", NO_BREAK), text)
+    never cut, and a value in brackets or braces (a list, a dict) is never split."""
+    kept = re.sub(r"\[[^\]]*\]|\{[^}]*\}", lambda group: group.group(0).replace(" ", NO_BREAK), text)
     for wrapped in textwrap.wrap(kept, console.width, break_long_words=False, break_on_hyphens=False) or [""]:
         console.print(wrapped.replace(NO_BREAK, " "), soft_wrap=True, highlight=False, markup=False)
 
