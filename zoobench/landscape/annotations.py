@@ -8,6 +8,7 @@ are part of the folder's key), when a model is retrained, or when a seed is adde
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from typing import Any
@@ -31,7 +32,12 @@ class Annotations:
 
     def inputs(self, cell_id: str) -> dict[str, str]:
         """Model id -> hash of the checkpoint the metric reads ("diverged" when there is none)."""
-        return self.zoo.checkpoint_hashes(self.epoch).get(cell_id, {})
+        return self._checkpoints.get(cell_id, {})
+
+    @functools.cached_property
+    def _checkpoints(self) -> dict[str, dict[str, str]]:
+        """Every cell's checkpoint hashes, read once per planning pass (not once per cell)."""
+        return self.zoo.checkpoint_hashes(self.epoch)
 
     def is_current(self, cell_id: str) -> bool:
         try:
