@@ -70,7 +70,9 @@ class MethodResults:
         return [json.loads(path.read_text()) for path in sorted(self.folder.glob("*.json")) if path.name != "run.json"]
 
     def table(self):
-        """One row per stored unit: where it is on the grid, its phase, status and values (pandas)."""
+        """One row per stored unit: where it is on the grid, its status and values (pandas), in grid order
+        (by load, then temperature), the order published boards have: the bootstrap intervals computed
+        from either are then the same numbers."""
         import pandas as pd
 
         from zoobench.spec.grid import cells
@@ -85,6 +87,8 @@ class MethodResults:
                          "load": place.load if place else None, "temperature": place.temperature if place else None,
                          "status": record["status"], "n_models": record["models"], "error": record["error"],
                          **record["values"]})
+        rows.sort(key=lambda row: (0, row["load"], row["temperature"], row["unit"]) if row["load"] is not None
+                  else (1, row["unit"]))  # units off the grid (a zoo-scope method's splits) by name
         return pd.DataFrame(rows)
 
 

@@ -65,7 +65,7 @@ def _print_run(report, spec, full: bool) -> None:
                                                                                  if m in metrics]])
         else:
             render.headline_grid(spec, table.to_dict("records"), headline, method.higher_is_better)
-            phases = tables.phase_table(tables.cell_table(table, headline), headline)  # in grid order, as boards
+            phases = tables.phase_table(table, headline)
             if headline in table:
                 render.by_phase(phases, headline, method.key_metrics)
             else:
