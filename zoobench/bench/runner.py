@@ -88,6 +88,7 @@ def run(method: str, spec: ZooSpec, store: Store | None = None, *, settings: dic
     config = make_config(method_class, settings)
     store = store or Store()
     zoo = store.zoo(spec)
+    zoo.require_weights(f"method {method}")
     epoch = spec.metric_epoch if epoch is None else epoch
     if epoch not in spec.stored_epochs:
         raise UsageError(f"epoch {epoch} is not stored by {spec.name}; stored: {', '.join(map(str, spec.stored_epochs))}")

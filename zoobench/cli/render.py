@@ -77,21 +77,21 @@ def headline_grid(spec, rows: list[dict], headline: str, higher_is_better: bool)
     show(f"{headline} per cell ({direction}; colour = phase):", grid(spec, texts))
 
 
-def phases(zoo_store, why: bool = False) -> None:
-    """The phase map with its thresholds and a per-metric summary, when the zoo has annotations; with
-    `why`, each label's reason."""
-    from zoobench.landscape.phases import loss_threshold, metric_summary, phase_table, train_losses
+def phases(zoo_store, why: bool = False, epoch: int | None = None) -> None:
+    """The phase map with its rule, where its metrics come from, and a per-metric summary, when the zoo
+    has annotations; with `why`, each label's reason."""
+    from zoobench.landscape.annotations import cell_table
+    from zoobench.landscape.phases import classify, metric_summary
 
-    labelled = phase_table(zoo_store)
+    spec = zoo_store.spec
+    labelled, rule = classify(spec, cell_table(zoo_store, epoch))
     if labelled.empty:
         console.print("no annotations yet: `zoobench zoo annotate` computes them")
         return
-    spec = zoo_store.spec
     texts = {row["cell_id"]: (row["phase"], PHASE_STYLE[row["phase"]]) for row in labelled.to_dict("records")}
     show("phase per cell:", grid(spec, texts))
-    threshold, how = loss_threshold(spec, train_losses(labelled))
-    line(f"thresholds: train loss {threshold if threshold is None else f'{threshold:.3g}'} ({how}); "
-         f"|mc| <= {spec.phases.mc:g} is near zero; CKA >= {spec.phases.cka:g} is large")
+    line(f"rule: {rule.summary()}")
+    line(provenance(labelled, epoch if epoch is not None else spec.metric_epoch))
     summary = table("metric", "cells", "mean", "min", "max")
     for row in metric_summary(labelled).to_dict("records"):
         summary.add_row(row["metric"], str(row["cells"]), *(number(row[k], 4) for k in ("mean", "min", "max")))
@@ -99,6 +99,13 @@ def phases(zoo_store, why: bool = False) -> None:
     if why:
         for row in labelled.to_dict("records"):
             line(f"{row['cell_id']}: {row['phase']}: {row['reason']}")
+
+
+def provenance(labelled, epoch: int) -> str:
+    """Where a labelled cell table's metrics come from, in one line."""
+    source = labelled["source"].iloc[0]
+    who = "published by the zoo's authors" if source == "published" else "computed by zoobench"
+    return f"metrics at epoch {epoch}: {who}; CKA: {labelled['cka_estimator'].iloc[0]}"
 
 
 def by_phase(phase_rows, headline: str, key_metrics: tuple[str, ...], unit: str = "cells") -> None:

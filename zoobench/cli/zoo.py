@@ -33,6 +33,13 @@ def zoo_list(*, home: Optional[Path]) -> None:
     console.print(shown)
     for text in [*stored, f"grid: loads x temperatures x seeds; store: {the_store.home}"]:
         render.line(text)
+    from zoobench.store.reference import CITATION, shipped
+
+    references = render.table("reference zoo (metrics only)", "like", "file")
+    for name, path in shipped().items():
+        references.add_row(name, name.split("@")[0], path.name)
+    render.show(f"published reference zoos, no weights (zoo show / phases / compare-reference; {CITATION}):",
+                references)
 
 
 @zoo_app.command("show")
@@ -63,6 +70,99 @@ def zoo_show(
     for model_id, problem in zoo_store.damaged().items():
         console.print(f"[yellow]damaged: {model_id}: {problem}", soft_wrap=True, highlight=False)
     render.phases(zoo_store, why)
+
+
+PHASE_METRICS = {"train_loss": "train loss", "test_acc": "test acc", "cka": "CKA", "mc": "mc",
+                 "hessian_log_trace": "log Htr"}
+
+
+@zoo_app.command("phases")
+@shared_options()
+def zoo_phases(
+    zoo: str = ZooArgument,
+    format: str = typer.Option("table", "--format", help="table (for people), csv or json (for programs)."),
+    source: Optional[str] = typer.Option(None, "--source", help="computed or published annotations (default: "
+                                         "computed where the zoo has any at the epoch, else published)."),
+    *, epoch: Optional[int], home: Optional[Path],
+) -> None:
+    """Every cell's phase, the reason for it and its metrics (seed means), with the rule's thresholds."""
+    import json
+    import math
+
+    from zoobench.landscape.annotations import cell_table
+    from zoobench.landscape.phases import classify
+
+    if format not in ("table", "csv", "json"):
+        raise UsageError(f"unknown format '{format}'; valid: table, csv, json")
+    the_store, spec = resolve(zoo, home)
+    zoo_store = the_store.zoo(spec)
+    epoch = spec.metric_epoch if epoch is None else epoch
+    labelled, rule = classify(spec, cell_table(zoo_store, epoch, source))
+    if labelled.empty:
+        raise UsageError(f"zoo {spec.name} has no annotations at epoch {epoch}: `zoobench zoo annotate {zoo}` "
+                         f"computes them")
+    shown = ["cell_id", "load", "temperature", "models", "phase", "reason",
+             *(m for m in PHASE_METRICS if m in labelled), "source", "cka_estimator"]
+    cells = labelled[shown]
+    if format == "csv":
+        print(cells.to_csv(index=False), end="")
+        return
+    if format == "json":
+        records = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+                   for row in cells.to_dict("records")]
+        print(json.dumps({"zoo": spec.name, "fingerprint": spec.fingerprint, "epoch": epoch, "rule": rule.summary(),
+                          "thresholds": {"train_loss": rule.train_loss, "mc": rule.mc, "cka": rule.cka},
+                          "cells": records}, indent=1))
+        return
+    metrics = [m for m in PHASE_METRICS if m in labelled]
+    out = render.table(spec.grid.load.short, spec.grid.temperature.short, "phase", *(PHASE_METRICS[m] for m in metrics))
+    for row in cells.to_dict("records"):
+        out.add_row(str(row["load"]), str(row["temperature"]),
+                    f"[{render.PHASE_STYLE[row['phase']]}]{row['phase']}", *(render.number(row[m]) for m in metrics))
+    render.show(f"{spec.name}, epoch {epoch}: phase and seed-mean metrics per cell", out)
+    render.line(f"rule: {rule.summary()}")
+    render.line(render.provenance(labelled, epoch))
+    for row in cells.to_dict("records"):
+        render.line(f"{row['cell_id']}: {row['phase']}: {row['reason']}")
+
+
+@zoo_app.command("compare-reference")
+@shared_options()
+def zoo_compare_reference(
+    zoo: str = ZooArgument,
+    reference: str = typer.Argument(..., help="The reference zoo, e.g. cifar10_r18@ptmz (the paper's metrics)."),
+    reference_epoch: Optional[int] = typer.Option(None, "--reference-epoch", help="Epoch of the reference "
+                                                  "(default: its metric epoch)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for the figure and tables (default: the zoo's "
+                                       "comparisons/ folder in the store)."),
+    *, epoch: Optional[int], home: Optional[Path],
+) -> None:
+    """A zoo's metrics and phases against a reference's: rank correlation and median ratio per metric over
+    the cells both have, and the phase agreement."""
+    from zoobench.reports.reference import compare_reference
+
+    the_store, spec = resolve(zoo, home)
+    reference_spec = the_store.resolve(reference)
+    result = compare_reference(the_store.zoo(spec), the_store.zoo(reference_spec), epoch, reference_epoch, out)
+    shown = render.table("metric", "cells", "Spearman rho", "median ratio")
+    for row in result.metrics.to_dict("records"):
+        shown.add_row(row["metric"], str(row["cells"]), render.number(row["spearman"]),
+                      render.number(row["median_ratio"]))
+    render.show(f"{result.zoo} (epoch {result.epochs[0]}) vs {result.reference} (epoch {result.epochs[1]}), "
+                f"per metric over the cells both have (ratio: {result.zoo} / {result.reference}):", shown)
+    cells = result.cells.to_dict("records")
+    texts = {row["cell_id"]: (row["phase"] + ("" if row["agree"] else "*"), render.PHASE_STYLE[row["phase"]])
+             for row in cells}
+    render.show(f"{result.zoo}'s phase per cell (*: the reference's differs): {result.agreement:.0%} agree",
+                render.grid(spec, texts))
+    for row in (r for r in cells if not r["agree"]):
+        render.line(f"{row['cell_id']}: {row['phase']} here, {row['reference_phase']} in {result.reference}")
+    render.line(f"CKA: {result.zoo}: {result.estimators[0]}; {result.reference}: {result.estimators[1]}")
+    if not result.same_estimator:
+        render.line("the CKA estimators differ, so CKA values are not comparable (their ranks are); set "
+                    "[annotation.cka] estimator = \"paper\" in the zoo's spec to compute the paper's")
+    for name, path in result.files.items():
+        render.line(f"{name}: {path}")
 
 
 @zoo_app.command("generate")
@@ -138,12 +238,27 @@ def zoo_verify(zoo: str = ZooArgument, *, home: Optional[Path]) -> None:
 @zoo_app.command("import")
 @shared_options()
 def zoo_import(
-    path: Path = typer.Argument(..., help="Folder of trial folders in the published Phase Transition Model Zoo layout."),
+    path: Path = typer.Argument(..., help="A published summary metrics CSV, or a folder of trial folders in the "
+                                "published Phase Transition Model Zoo layout."),
     name: str = typer.Option(..., "--name", help="Name of the zoo in the store."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset, when the params do not tell it."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Trial folders: the dataset, when the params do "
+                                          "not tell it."),
+    like: Optional[str] = typer.Option(None, "--like", help="Summary CSV: the built-in zoo it belongs to (default: "
+                                       "from the file name, e.g. cifar10_resnet18_summary.csv -> cifar10_r18)."),
     *, home: Optional[Path],
 ) -> None:
-    """Import a published zoo; checkpoints are read with weights_only=True, bad trials are skipped."""
+    """Import a published zoo: trial folders (checkpoints read with weights_only=True, bad trials skipped)
+    or a summary metrics CSV (a zoo of published metrics, no weights; each fault in the file reported)."""
+    if path.suffix == ".csv":
+        from zoobench.store.reference import import_summary
+
+        spec, summary = import_summary(path, name, store(home), like)
+        for fault in summary.faults:
+            errors.print(f"fault: {fault}", markup=False, highlight=False, soft_wrap=True)
+        render.line(f"imported {summary.models} models of published metrics as {spec.name} ({spec.fingerprint}), "
+                    f"{summary.added} new; annotated epochs {summary.epochs}, metric epoch {spec.metric_epoch}; "
+                    f"no weights; store: {summary.path}")
+        return
     from zoobench.store.ptmz import import_zoo
 
     spec, report = import_zoo(path, name, store(home), dataset)
@@ -151,6 +266,8 @@ def zoo_import(
         errors.print(f"skipped {trial}: {reason}", markup=False, highlight=False, soft_wrap=True)
     render.line(f"imported {len(report.imported)} models as {spec.name} ({spec.fingerprint}); "
                 f"{len(report.already)} were already there; {len(report.skipped)} skipped; store: {report.path}")
+    if report.annotated:
+        render.line(f"published annotations kept at epochs {report.annotated}")
     if report.skipped:
         raise typer.Exit(1)
 

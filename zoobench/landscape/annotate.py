@@ -59,6 +59,7 @@ def annotate(spec: ZooSpec, store: Store | None = None, *, metrics: Sequence[str
         if metric not in METRICS:
             raise METRICS.unknown(metric)
     zoo = (store or Store()).zoo(spec)
+    zoo.require_weights("annotating")
     epoch = spec.metric_epoch if epoch is None else epoch
     if epoch not in spec.stored_epochs:
         raise UsageError(f"epoch {epoch} is not stored by {spec.name}; stored: {', '.join(map(str, spec.stored_epochs))}")

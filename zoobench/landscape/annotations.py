@@ -13,9 +13,10 @@ import hashlib
 import json
 from typing import Any
 
+from zoobench.errors import UsageError
 from zoobench.landscape.registry import METRICS
 from zoobench.spec.grid import cells
-from zoobench.store import ZooStore, atomic
+from zoobench.store import ZooStore, atomic, published
 
 
 class Annotations:
@@ -75,17 +76,43 @@ class Annotations:
                              for r in self.records() for model_id, values in r["models"].items()])
 
 
-def cell_table(zoo: ZooStore, epoch: int | None = None):
-    """Every annotated cell with the values of every registered metric side by side (pandas)."""
+SOURCES = ("computed", "published")
+
+
+def cell_table(zoo: ZooStore, epoch: int | None = None, source: str | None = None):
+    """Every annotated cell with the values of every metric side by side (pandas), from one source:
+    the annotations zoobench computed, or those the zoo's authors published (`zoobench.store.
+    published`). The two never mix: by default computed ones when the zoo has any at this epoch, else
+    published ones. The `source` column says which, and `cka_estimator` which CKA estimator made the
+    CKA column."""
     import pandas as pd
 
-    frames = [Annotations(zoo, metric, epoch).cells() for metric in METRICS]
-    frames = [f for f in frames if not f.empty]
-    if not frames:
-        return pd.DataFrame(columns=["cell_id", "load", "temperature", "models"])
-    table = frames[0]
-    for frame in frames[1:]:
+    epoch = zoo.spec.metric_epoch if epoch is None else epoch
+    if source is not None and source not in SOURCES:
+        raise UsageError(f"unknown annotation source '{source}'; valid: {', '.join(SOURCES)}")
+    computed = [f for f in (Annotations(zoo, metric, epoch).cells() for metric in METRICS) if not f.empty]
+    stored = published.read(zoo, epoch)
+    if source is None:
+        source = "published" if stored is not None and not computed else "computed"
+    if source == "published":
+        if stored is None:
+            raise UsageError(f"zoo {zoo.spec.name} has no published annotations at epoch {epoch}; "
+                             f"published epochs: {', '.join(map(str, published.epochs(zoo))) or 'none'}")
+        position = {c.id: c for c in cells(zoo.spec)}
+        rows = [{"cell_id": c["cell_id"], "load": position[c["cell_id"]].load,
+                 "temperature": position[c["cell_id"]].temperature, "models": c["models"], **c["cell"]}
+                for c in stored["cells"] if c["cell_id"] in position]
+        table = pd.DataFrame(rows, columns=None if rows else ["cell_id", "load", "temperature", "models"])
+        return table.assign(source="published", cka_estimator=stored["provenance"]["columns"]["cka"])
+    if not computed:
+        return pd.DataFrame(columns=["cell_id", "load", "temperature", "models", "source", "cka_estimator"])
+    table = computed[0]
+    for frame in computed[1:]:
         table = table.merge(frame, on=["cell_id", "load", "temperature"], how="outer", suffixes=("", "_dup"))
         table = table.drop(columns=[c for c in table.columns if c.endswith("_dup")])
-    return table
+    return table.assign(source="computed", cka_estimator=_cka_estimator(zoo))
 
+
+def _cka_estimator(zoo: ZooStore) -> str:
+    settings = zoo.spec.annotation_settings("cka") if "cka" in METRICS else None
+    return settings.describe() if hasattr(settings, "describe") else "unknown"

@@ -7,16 +7,27 @@
     IV-A overfitted                small        ~0                  small
     IV-B generalizing              small        ~0                  large
 
-The Hessian is reported beside the label, not used by it: in the paper it separates the same
-regions as the train loss. Which columns provide the rule's three inputs (loss, connectivity,
-similarity) the metric catalogue says. A cell with a diverged seed is labelled "diverged"; a cell
-lacking a metric the rule needs is labelled "?". Every label carries the values and thresholds
-behind it.
+One rule for every zoo, aware of each metric's scale. "High" train loss is a tenth of the chance
+loss ln(classes) (a property of the task, not of the zoo). "Near zero" and "large" are relative to
+what the zoo spans, because the magnitudes are not comparable across zoos and estimators: mc is a
+barrier below minus a third of the zoo's typical barrier height (the 90th percentile of |mc| over
+its cells, never below half a point of error), so a zoo whose deepest barriers are 25 points of
+error does not call a 1-point dip a barrier; CKA is large from the middle of the zoo's range (10th
+to 90th percentile) up, which makes the label the same whichever CKA estimator made the numbers (the
+biased estimator the paper used reads higher than the unbiased one, by a roughly constant offset).
+These defaults were chosen on the paper's published metrics (`zoobench.store.reference`; the
+CIFAR-10 ResNet-18 layout is tested cell by cell) and are the same for every zoo; a spec may fix any
+of them (``[phases]``). The Hessian is reported beside the label, not used by it: in the paper it
+separates the same regions as the train loss.
+
+A cell with a diverged seed is labelled "diverged"; a cell lacking a metric the rule needs is
+labelled "?". Every label carries the values and thresholds behind it.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Any
 
 from zoobench.data import DATASETS
@@ -26,6 +37,79 @@ from zoobench.spec import ZooSpec
 from zoobench.store import ZooStore
 
 PHASES = ("I", "II", "III", "IV-A", "IV-B", "diverged", "?")
+MC_SHARE = 1 / 3  # of the zoo's typical |mc| (its 90th percentile): the barrier threshold
+MC_FLOOR = 0.005  # half a point of error: below this no dip is a barrier
+CKA_SHARE = 0.5  # of the way from the zoo's 10th to its 90th percentile CKA: "large" from here up
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The thresholds in force on one zoo's cells, each with how it was chosen."""
+
+    train_loss: float | None
+    mc: float | None
+    cka: float | None
+    how: dict[str, str] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """The rule in one line, as every report shows it beside the labels."""
+        return "; ".join([
+            f"train loss > {_g(self.train_loss)} ({self.how['train_loss']}): I/II",
+            f"mc < -{_g(self.mc)} ({self.how['mc']}): barrier",
+            f"CKA >= {_g(self.cka)} ({self.how['cka']}): IV-B",
+        ])
+
+    def thresholds(self) -> str:
+        """The thresholds alone, short enough for a figure's panel title."""
+        return f"loss > {_g(self.train_loss)}: I/II; mc < -{_g(self.mc)}: barrier; CKA >= {_g(self.cka)}: IV-B"
+
+    def label(self, row: dict[str, Any]) -> tuple[str, str]:
+        """(phase, why) for one cell's metrics."""
+        if row.get("diverged"):
+            return "diverged", f"{int(row['diverged'])} seed(s) diverged"
+        inputs = phase_columns()
+        loss, mc, cka = (row.get(inputs.get(role, "")) for role in ("loss", "connectivity", "similarity"))
+        missing = [name for name, value in (("train loss", loss), ("mc", mc)) if _missing(value)]
+        if missing or self.train_loss is None or self.mc is None:
+            return "?", f"missing {', '.join(missing) or 'a threshold'}"
+        high = loss > self.train_loss
+        loss_text = f"train loss {loss:.3g} {'>' if high else '<='} {self.train_loss:.3g}"
+        if mc < -self.mc:
+            return ("I" if high else "III"), f"{loss_text}, mc {mc:.3g} < -{self.mc:.3g} (barrier)"
+        mc_text = f"mc {mc:.3g} >= -{self.mc:.3g}"
+        if high:
+            return "II", f"{loss_text}, {mc_text} (no barrier)"
+        if _missing(cka) or self.cka is None:
+            return "?", f"{loss_text}, {mc_text}, missing CKA"
+        if cka >= self.cka:
+            return "IV-B", f"{loss_text}, {mc_text}, CKA {cka:.3g} >= {self.cka:.3g}"
+        return "IV-A", f"{loss_text}, {mc_text}, CKA {cka:.3g} < {self.cka:.3g}"
+
+
+def rule(spec: ZooSpec, table) -> Rule:
+    """The rule for a zoo whose cells are `table` (a cell table): the spec's fixed thresholds where it
+    sets them, else the defaults above, measured on the table."""
+    inputs = phase_columns()
+    values = {role: _finite(table[name]) if name in table else [] for role, name in inputs.items()}
+    train_loss, loss_how = loss_threshold(spec, values.get("loss", []))
+    how = {"train_loss": loss_how}
+    if spec.phases.mc is not None:
+        mc, how["mc"] = spec.phases.mc, "from the spec"
+    elif values.get("connectivity"):
+        typical = _quantile([abs(v) for v in values["connectivity"]], 0.9)
+        mc = max(MC_FLOOR, MC_SHARE * typical)
+        how["mc"] = f"a third of the zoo's typical |mc| {typical:.3g}" if mc > MC_FLOOR else "half a point of error"
+    else:
+        mc, how["mc"] = None, "no mc annotated"
+    if spec.phases.cka is not None:
+        cka, how["cka"] = spec.phases.cka, "from the spec"
+    elif values.get("similarity"):
+        low, high = _quantile(values["similarity"], 0.1), _quantile(values["similarity"], 0.9)
+        cka = low + CKA_SHARE * (high - low)
+        how["cka"] = f"middle of the zoo's CKA {low:.3g}-{high:.3g}"
+    else:
+        cka, how["cka"] = None, "no CKA annotated"
+    return Rule(train_loss, mc, cka, how)
 
 
 def loss_threshold(spec: ZooSpec, train_losses: list[float]) -> tuple[float | None, str]:
@@ -35,54 +119,24 @@ def loss_threshold(spec: ZooSpec, train_losses: list[float]) -> tuple[float | No
     info = DATASETS.get(spec.data.dataset)
     if info.task == "classification":
         return 0.1 * math.log(info.num_outputs), f"0.1 x ln({info.num_outputs}), a tenth of chance"
-    finite = [v for v in train_losses if v is not None and v > 0 and math.isfinite(v)]
+    finite = [v for v in train_losses if v > 0]
     if not finite:
         return None, "no finite train losses"
     return math.sqrt(min(finite) * max(finite)), "geometric middle of the zoo's train losses"
 
 
-def label(row: dict[str, Any], spec: ZooSpec, threshold: float | None) -> tuple[str, str]:
-    """(phase, why) for one cell's metrics."""
-    if row.get("diverged"):
-        return "diverged", f"{int(row['diverged'])} seed(s) diverged"
-    inputs = phase_columns()
-    loss, mc, cka = (row.get(inputs.get(role, "")) for role in ("loss", "connectivity", "similarity"))
-    missing = [name for name, value in (("train loss", loss), ("mc", mc)) if _missing(value)]
-    if missing or threshold is None:
-        return "?", f"missing {', '.join(missing) or 'a train-loss threshold'}"
-    eps = spec.phases.mc
-    high = loss > threshold
-    loss_text = f"train loss {loss:.3g} {'>' if high else '<='} {threshold:.3g}"
-    if mc < -eps:
-        return ("I" if high else "III"), f"{loss_text}, mc {mc:.3g} < -{eps:g} (barrier)"
-    if high:
-        return "II", f"{loss_text}, mc {mc:.3g} >= -{eps:g} (no barrier)"
-    mc_text = f"mc {mc:.3g} >= -{eps:g}"
-    if _missing(cka):
-        return "?", f"{loss_text}, {mc_text}, missing CKA"
-    if cka >= spec.phases.cka:
-        return "IV-B", f"{loss_text}, {mc_text}, CKA {cka:.3g} >= {spec.phases.cka:g}"
-    return "IV-A", f"{loss_text}, {mc_text}, CKA {cka:.3g} < {spec.phases.cka:g}"
-
-
-def phase_table(zoo: ZooStore, epoch: int | None = None):
-    """Every annotated cell with its metrics, phase and the reason for it (pandas)."""
-    table = cell_table(zoo, epoch=epoch)
+def classify(spec: ZooSpec, table):
+    """A cell table with each cell's phase and the reason for it, and the rule that gave them."""
     if table.empty:
-        return table.assign(phase=[], reason=[])
-    threshold, _ = loss_threshold(zoo.spec, train_losses(table))
-    labels = [label(row, zoo.spec, threshold) for row in table.to_dict("records")]
-    return table.assign(phase=[p for p, _ in labels], reason=[r for _, r in labels])
+        return table.assign(phase=[], reason=[]), rule(spec, table)
+    the_rule = rule(spec, table)
+    labels = [the_rule.label(row) for row in table.to_dict("records")]
+    return table.assign(phase=[p for p, _ in labels], reason=[r for _, r in labels]), the_rule
 
 
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def train_losses(table) -> list[float]:
-    """The values of the phase rule's loss input in a cell table (empty when it has none)."""
-    loss = phase_columns().get("loss")
-    return table[loss].tolist() if loss in table else []
+def phase_table(zoo: ZooStore, epoch: int | None = None, source: str | None = None):
+    """Every annotated cell with its metrics, phase and the reason for it (pandas)."""
+    return classify(zoo.spec, cell_table(zoo, epoch=epoch, source=source))[0]
 
 
 def metric_summary(table):
@@ -97,3 +151,21 @@ def metric_summary(table):
             rows.append({"metric": column.name, "cells": len(values), "mean": float(values.mean()),
                          "min": float(values.min()), "max": float(values.max())})
     return pd.DataFrame(rows, columns=["metric", "cells", "mean", "min", "max"])
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _finite(series) -> list[float]:
+    return [float(v) for v in series if isinstance(v, (int, float)) and math.isfinite(v)]
+
+
+def _quantile(values: list[float], q: float) -> float:
+    import numpy as np
+
+    return float(np.quantile(values, q))
+
+
+def _g(value: float | None) -> str:
+    return "?" if value is None else f"{value:.3g}"

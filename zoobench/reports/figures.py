@@ -60,10 +60,11 @@ def sheet_panels(zoo, methods: Sequence[tuple[str, Any, str]] = (), epoch: int |
                  table=None) -> list[Panel]:
     """The panels of `zoo_sheet`: the zoo's metrics (every catalogue column marked for the sheet, in
     registration order), its phase map, then one per method."""
-    from zoobench.landscape.phases import loss_threshold, phase_table, train_losses
+    from zoobench.landscape.phases import classify, phase_table
 
     spec = zoo.spec
     table = phase_table(zoo, epoch) if table is None else table
+    _, rule = classify(spec, table.drop(columns=["phase", "reason"], errors="ignore"))
     phases = dict(zip(table["cell_id"], table["phase"])) if "phase" in table else {}
     panels = []
     for column in (c for c in columns() if c.sheet):
@@ -72,10 +73,7 @@ def sheet_panels(zoo, methods: Sequence[tuple[str, Any, str]] = (), epoch: int |
         if panel.note:
             panel.note = f"{column.name} not annotated"
         panels.append(panel)
-    threshold, _ = loss_threshold(spec, train_losses(table))
-    loss = "no train-loss threshold" if threshold is None else f"train loss > {threshold:.3g}: I/II"
-    rule = f"{loss}; mc < -{spec.phases.mc:g}: barrier; CKA >= {spec.phases.cka:g}: IV-B"
-    panels.append(phase_panel(phases, spec, f"phase\n{rule}"))
+    panels.append(phase_panel(phases, spec, f"phase\n{rule.thresholds()}"))
     for name, results, metric in methods:
         panels.append(make_panel(results, spec, metric, name, phases=phases))
     return share_limits(panels, shared=False)
@@ -92,8 +90,9 @@ def zoo_sheet(zoo, path: Path, methods: Sequence[tuple[str, Any, str]] = (), epo
     table = phase_table(zoo, epoch)
     panels = sheet_panels(zoo, methods, epoch, table)
     counts = sorted({int(n) for n in table["models"] if finite_number(n) is not None}) if "models" in table else []
+    source = "published metrics" if "source" in table and (table["source"] == "published").any() else "computed metrics"
     title = (f"{spec.name} ({spec.fingerprint}), epoch {epoch}, {'/'.join(map(str, counts)) or 0} models per "
-             f"cell; seed means per cell")
+             f"cell; seed means per cell; {source}")
     per_row = 3 if len(panels) <= 9 else 4
     with figure_style():
         figure = panel_figure(panels, spec, title, columns=per_row)

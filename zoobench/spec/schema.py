@@ -98,12 +98,16 @@ class EvaluationSpec:
 
 @dataclass(frozen=True)
 class PhaseThresholds:
-    """Where a cell's metrics put it in the phase taxonomy (Yang et al. 2021); shown next to every label."""
+    """Where a cell's metrics put it in the phase taxonomy (Yang et al. 2021); shown next to every label.
+
+    Each None (the default) is measured on the zoo by the one rule of `zoobench.landscape.phases`;
+    a number fixes it for this zoo only (say why in the spec).
+    """
 
     train_loss: float | None = None  # above: underfitted. None: 0.1 x chance loss ln(classes) for
     #                                  classification, else the geometric middle of the zoo's range
-    mc: float = 0.05  # |mc| below this is "near zero"; mc below -mc is a barrier
-    cka: float = 0.9  # mean CKA between seeds at or above this: IV-B (generalizing), below: IV-A
+    mc: float | None = None  # mc below -mc is a barrier. None: a third of the zoo's typical |mc|
+    cka: float | None = None  # mean CKA between seeds at or above this: IV-B. None: middle of the zoo's range
 
 
 @dataclass(frozen=True)

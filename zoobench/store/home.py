@@ -43,7 +43,12 @@ class Store:
         return ZooStore(self.home / "zoos" / f"{spec.name}-{spec.fingerprint}", spec)
 
     def resolve(self, name_or_path: str) -> ZooSpec:
-        """A spec file, a built-in zoo, or a zoo found only in this store (generated from a file elsewhere)."""
+        """A spec file, a built-in zoo, a shipped reference zoo (``cifar10_r18@ptmz``, imported here on
+        first use), or a zoo found only in this store (generated from a file elsewhere)."""
+        from zoobench.store import reference
+
+        if name_or_path.endswith(reference.SUFFIX):
+            return reference.open_shipped(self, name_or_path)
         if Path(name_or_path).suffix == ".toml" or name_or_path in builtin_spec_paths():
             return load_spec(name_or_path)
         stored = [z.spec for z in self.zoos() if z.spec.name == name_or_path]
@@ -64,10 +69,14 @@ class Store:
         return found
 
     def catalogue(self) -> list[CatalogueEntry]:
-        """Every built-in zoo, then every zoo stored here that is not one of them, with its model counts."""
+        """Every built-in zoo, then every zoo stored here that is not one of them (reference zoos apart,
+        see `reference_catalogue`), with its model counts."""
+        from zoobench.store.reference import SUFFIX
+
         builtin = list_specs()
         known = {(spec.name, spec.fingerprint) for spec in builtin}
-        stored = [zoo.spec for zoo in self.zoos() if (zoo.spec.name, zoo.spec.fingerprint) not in known]
+        stored = [zoo.spec for zoo in self.zoos() if (zoo.spec.name, zoo.spec.fingerprint) not in known
+                  and not zoo.spec.name.endswith(SUFFIX)]
         return [CatalogueEntry(spec, spec in builtin, len(self.zoo(spec).models()), _grid_models(spec))
                 for spec in [*builtin, *stored]]
 

@@ -24,7 +24,7 @@ from typing import Any
 from zoobench.errors import UsageError, ZoobenchError
 from zoobench.spec import ZooSpec, parse_table
 from zoobench.spec.grid import ModelKey, cell, model_spec
-from zoobench.store import atomic
+from zoobench.store import atomic, published
 from zoobench.store.home import Store
 from zoobench.store.writer import ModelWriter, model_params
 from zoobench.store.zoo import MARKER, ZooStore
@@ -46,6 +46,7 @@ class ImportReport:
     imported: list[str] = field(default_factory=list)
     already: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # trial folder -> why
+    annotated: list[int] = field(default_factory=list)  # epochs whose result.json lines carry published annotations
 
 
 def import_zoo(path: str | Path, name: str, store: Store | None = None, dataset: str | None = None,
@@ -73,7 +74,22 @@ def import_zoo(path: str | Path, name: str, store: Store | None = None, dataset:
                 report.imported.append(key.id)
             except ZoobenchError as error:
                 report.skipped[str(trial.relative_to(root))] = str(error)
+        report.annotated = _keep_annotations(zoo, root)
     return spec, report
+
+
+def _keep_annotations(zoo: ZooStore, root: Path) -> list[int]:
+    """The published annotation keys in the models' result.json lines, stored as the zoo's published
+    annotations at those epochs (so its phases need no data and no recomputation)."""
+    results = zoo.results()
+    keys = [key for key in published.COLUMNS if key in results]
+    if not keys:
+        return []
+    epochs = sorted(int(e) for e in results.loc[results[keys].notna().any(axis=1), "epoch"].unique())
+    for epoch in epochs:
+        cells, _ = published.cells(results[results["epoch"] == epoch].to_dict("records"), lambda row: row["cell_id"])
+        published.write(zoo, epoch, cells, {"source": f"annotation keys of the result.json lines under {root}"})
+    return epochs
 
 
 def _spec(root: Path, name: str, params: dict[Path, dict], dataset: str | None) -> ZooSpec:

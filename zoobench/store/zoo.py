@@ -86,6 +86,13 @@ class ZooStore:
         """Every finished (including diverged) model whose files are intact."""
         return [self._read_record(model_id) for model_id in self._folders() if self.problem(model_id) is None]
 
+    def require_weights(self, needed_for: str) -> None:
+        """Refuse, in one line, a zoo of published metrics only (models without a single checkpoint)."""
+        records = self.models()
+        if records and not any(r.epochs for r in records):
+            raise UsageError(f"zoo {self.spec.name} holds published metrics only, no weights; {needed_for} needs "
+                             f"the models: import its trial folders with checkpoints, or generate the zoo")
+
     def damaged(self) -> dict[str, str]:
         """Model id -> what is wrong, for every model folder that is not intact (a quick size check;
         `verify` checks hashes). Such a model is left out of `models` until it is retrained."""
