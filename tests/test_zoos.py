@@ -17,7 +17,8 @@ from zoobench.models import build_model
 from zoobench.execution import Execution
 
 MICRO = {"training.epochs": 1, "training.checkpoint_epochs": [0], "evaluation.epoch": 1}
-SHRINK = {"owt_gpt2": {"model.layers": 2, "data.block_size": 16, "training.steps_per_epoch": 2},
+GPT2 = {"model.layers": 2, "data.block_size": 16, "training.steps_per_epoch": 2}
+SHRINK = {"owt_gpt2": GPT2, "owt_gpt2_short": GPT2,
           "convection_pinn": {"training.steps_per_epoch": 1}}
 
 

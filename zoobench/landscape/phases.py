@@ -3,12 +3,14 @@
     phase                          train loss   mode connectivity   CKA
     I    underfitted & undersized  high         negative (barrier)  -
     II   underfitted               high         positive / ~0       -
+                                   (or small)   positive            -
     III  undersized                small        negative            -
     IV-A overfitted                small        ~0                  small
     IV-B generalizing              small        ~0                  large
 
 One rule for every zoo, aware of each metric's scale. "High" train loss is a tenth of the chance
-loss ln(classes) (a property of the task, not of the zoo). "Near zero" and "large" are relative to
+loss ln(classes) (a property of the task, not of the zoo); a clearly positive mc (the curve between
+two seeds finds lower loss than its ends, so the ends are under-trained) is II whatever the loss. "Near zero" and "large" are relative to
 what the zoo spans, because the magnitudes are not comparable across zoos and estimators: mc is a
 barrier below minus a third of the zoo's typical barrier height (the 90th percentile of |mc| over
 its cells, never below half a point of error), so a zoo whose deepest barriers are 25 points of
@@ -55,7 +57,7 @@ class Rule:
         """The rule in one line, as every report shows it beside the labels."""
         return "; ".join([
             f"train loss > {_g(self.train_loss)} ({self.how['train_loss']}): I/II",
-            f"mc < -{_g(self.mc)} ({self.how['mc']}): barrier",
+            f"mc < -{_g(self.mc)} ({self.how['mc']}): barrier, > {_g(self.mc)}: II",
             f"CKA >= {_g(self.cka)} ({self.how['cka']}): IV-B",
         ])
 
@@ -76,9 +78,11 @@ class Rule:
         loss_text = f"train loss {loss:.3g} {'>' if high else '<='} {self.train_loss:.3g}"
         if mc < -self.mc:
             return ("I" if high else "III"), f"{loss_text}, mc {mc:.3g} < -{self.mc:.3g} (barrier)"
-        mc_text = f"mc {mc:.3g} >= -{self.mc:.3g}"
         if high:
-            return "II", f"{loss_text}, {mc_text} (no barrier)"
+            return "II", f"{loss_text}, mc {mc:.3g} >= -{self.mc:.3g} (no barrier)"
+        if mc > self.mc:
+            return "II", f"{loss_text}, mc {mc:.3g} > {self.mc:.3g} (the ends are under-trained)"
+        mc_text = f"|mc| {abs(mc):.3g} <= {self.mc:.3g}"
         if _missing(cka) or self.cka is None:
             return "?", f"{loss_text}, {mc_text}, missing CKA"
         if cka >= self.cka:
