@@ -69,9 +69,9 @@ def test_truncated_checkpoint_fails_verify_with_one_line_per_model(tiny_spec_pat
     assert result.stderr.splitlines()[0].startswith("error: model w4-bs64-s0: checkpoint_000002/model.safetensors has 100 bytes")
 
 
-@pytest.mark.parametrize("zoo, width, batch", [("cifar10_r18", "2", "1024"), ("owt_gpt2", "192", "32")])
-def test_missing_datasets_fail_before_training_in_one_line(tmp_path, home, zoo, width, batch):
-    result = zoobench_cli("zoo", "generate", zoo, "--widths", width, "--batch-sizes", batch, "--seeds", "0",
+@pytest.mark.parametrize("zoo, width, batch, seed", [("cifar10_r18", "2", "1024", "0"), ("owt_gpt2", "192", "32", "1")])
+def test_missing_datasets_fail_before_training_in_one_line(tmp_path, home, zoo, width, batch, seed):
+    result = zoobench_cli("zoo", "generate", zoo, "--widths", width, "--batch-sizes", batch, "--seeds", seed,
                           "--data-root", str(tmp_path / "data"), home=home)
     _one_line_error(result, 1, "not found", str(tmp_path / "data"), "--data-root or ZOOBENCH_DATA")
     assert not list(home.rglob("done.json"))

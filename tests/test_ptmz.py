@@ -121,3 +121,32 @@ def test_trials_with_different_recipes_are_not_one_zoo(tmp_path):
         import_zoo(root, "mixed", Store(tmp_path / "home"), show_progress=False)
     with pytest.raises(UsageError, match="no trial folders"):
         import_zoo(tmp_path / "empty_dir_that_is_missing", "x", Store(tmp_path / "home"), show_progress=False)
+
+
+def test_published_annotation_keys_in_result_json_become_the_zoos_annotations(tmp_path):
+    """A published-layout zoo whose result.json lines carry the paper's annotation keys shows its phases
+    with no dataset anywhere and nothing computed."""
+    root = tmp_path / "ptmz"
+    recipe = {"model": {"architecture": "resnet", "options": {"width": 2, "depth": 18}},
+              "data": {"dataset": "cifar10", "options": {}}}
+    state = build_model(recipe).state_dict()
+    annotated = {"representation_similarity": 0.8, "curve_mc_train_error": -12.0, "curve_mc_test_error": -4.0,
+                 "log_hessian_trace_train": 8.5, "log_hessian_top_ev_val": 7.0}
+    for batch, mc in [(8, 7.5), (16, -12.0)]:
+        for seed in (0, 1):
+            lines = [{"train_loss": 2.3, "test_acc": 0.1, "train_acc": 0.1},
+                     {"train_loss": 1.9, "test_acc": 0.3, "train_acc": 0.35},
+                     {"train_loss": 1.2 + 0.1 * seed, "test_acc": 0.5, "train_acc": 0.55,
+                      **annotated, "curve_mc_train_error": mc}]
+            _trial(root, f"trial_{batch}_{seed}", 2, batch, seed, state, lines)
+    home = tmp_path / "home"
+    result = zoobench_cli("zoo", "import", str(root), "--name", "annotated", home=home)
+    assert result.returncode == 0 and "published annotations kept at epochs [2]" in " ".join(result.stdout.split())
+    phases = zoobench_cli("zoo", "phases", "annotated", "--format", "json", home=home,
+                          env={"ZOOBENCH_DATA": str(tmp_path / "no-data")})
+    cells = {c["cell_id"]: c for c in json.loads(phases.stdout)["cells"]}
+    assert cells["w2-bs8"]["phase"] == "II" and cells["w2-bs16"]["phase"] == "I"
+    assert cells["w2-bs8"]["train_loss"] == pytest.approx(1.25) and cells["w2-bs16"]["mc"] == pytest.approx(-0.12)
+    assert {c["source"] for c in cells.values()} == {"published"}
+    zoo_folder = next((home / "zoos").glob("annotated-*"))
+    assert not (zoo_folder / "annotations").exists()  # nothing was computed

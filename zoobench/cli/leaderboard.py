@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from zoobench.cli import render
-from zoobench.cli.app import ZooOption, console, leaderboard_app, resolve, settings, shared_options
+from zoobench.cli.app import ZooOption, console, leaderboard_app, resolve, settings, shared_options, store
 from zoobench.errors import UsageError, ZoobenchError
 
 OUTCOME_STYLE = {"win": ("W", "green"), "tie": ("T", "yellow"), "loss": ("L", "red"), "missing": ("-", "dim")}
@@ -134,6 +134,24 @@ def leaderboard_publish(
 
     the_store, spec = resolve(zoo, home)
     report = publish(spec, the_store, methods or None, out, plugins or [], epoch)
+    for folder in report.folders:
+        render.line(f"published {folder}")
+    render.line(f"index: {report.index}")
+
+
+@leaderboard_app.command("reference")
+@shared_options()
+def leaderboard_reference(
+    zoos: Optional[list[str]] = typer.Option(None, "--zoo", "-z", help="Reference zoo (repeatable; default: every "
+                                             "shipped one, e.g. cifar10_r18@ptmz)."),
+    out: Path = typer.Option(Path("leaderboards"), "--out", help="Leaderboards folder."),
+    *, home: Optional[Path],
+) -> None:
+    """Write the phases and zoo sheet of the shipped reference zoos (the paper's published metrics) under
+    OUT/reference/, and the index. Runs nothing."""
+    from zoobench.reports.leaderboard import publish_reference
+
+    report = publish_reference(store(home), zoos or None, out)
     for folder in report.folders:
         render.line(f"published {folder}")
     render.line(f"index: {report.index}")

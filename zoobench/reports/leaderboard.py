@@ -15,6 +15,8 @@ same bytes::
                                           number; the headline's 95% CI (bootstrap over cells)
     <out>/<zoo>/<method>/heatmap.png      the headline over the grid
     (zoo-scope methods such as probe: units.csv|.md and summary.csv|.md over their splits, no heatmap)
+    <out>/reference/<zoo>/phases.csv|.md  a shipped reference zoo (the paper's published metrics): every
+    <out>/reference/<zoo>/sheet.png       cell's phase, reason and metrics, and its zoo sheet
 Boards themselves (reading, tables, rendering) live in `zoobench.reports.boards`, comparisons in
 `zoobench.reports.compare`.
 """
@@ -38,6 +40,10 @@ REPORT = "report.png"  # a headless-Chromium screenshot of `zoobench report` (wr
 CELL_FILES = ("provenance.json", "cells.csv", "cells.md", "phases.csv", "phases.md", "heatmap.png")
 ZOO_FILES = ("provenance.json", "units.csv", "units.md", "summary.csv", "summary.md")
 PUBLISH_COMMAND = "zoobench leaderboard publish --zoo {zoo} --out leaderboards"
+REFERENCE = "reference"  # <out>/reference/<zoo>/: the published reference zoos
+REFERENCE_COMMAND = "zoobench leaderboard reference --out leaderboards"
+REFERENCE_COLUMNS = ("cell_id", "load", "temperature", "models", "phase", "reason", "train_loss", "test_acc", "gap",
+                     "cka", "mc", "mc_test", "hessian_log_trace", "hessian_log_top_eigenvalue")
 
 
 @dataclass
@@ -78,6 +84,47 @@ def publish(spec: ZooSpec, store: Store | None = None, methods: Sequence[str] | 
                                                     for b in boards if b.scope == "cell"], epoch)
     report.index = write_index(out)
     return report
+
+
+def publish_reference(store: Store | None = None, names: Sequence[str] | None = None,
+                      out: str | Path = "leaderboards") -> Published:
+    """Write, for each shipped reference zoo (default: all), its phases at the paper's epoch (CSV, and
+    Markdown with the phase map and the rule) and its zoo sheet into `out/reference/<zoo>/`; then the index."""
+    from zoobench.landscape.annotations import cell_table
+    from zoobench.landscape.phases import classify
+    from zoobench.reports.figures import zoo_sheet
+    from zoobench.store.reference import CITATION, SUFFIX, shipped
+
+    store = store or Store()
+    report = Published()
+    for name in names or shipped():
+        spec = store.resolve(name)
+        zoo = store.zoo(spec)
+        labelled, rule = classify(spec, cell_table(zoo))
+        folder = Path(out) / REFERENCE / name.removesuffix(SUFFIX)
+        atomic.write_text(folder / "phases.csv", tables.to_csv(labelled[[c for c in REFERENCE_COLUMNS if c in labelled]]))
+        grid = labelled.pivot(index="temperature", columns="load", values="phase").fillna("-")
+        grid = grid.rename_axis(index=None, columns=None).reset_index(names=f"{spec.grid.temperature.short} \\ "
+                                                                              f"{spec.grid.load.short}")
+        counts = _phase_counts(labelled["phase"])
+        atomic.write_text(folder / "phases.md", "\n".join([
+            f"# {name}: phases at epoch {spec.metric_epoch}", "",
+            f"Published metrics ({CITATION}), imported by zoobench from `{zoo.spec.source.rsplit('/', 1)[-1]}`; "
+            f"labelled by zoobench's phase rule. Regenerate with `{REFERENCE_COMMAND}`.", "",
+            f"- rule: {rule.summary()}", f"- CKA: {labelled['cka_estimator'].iloc[0]}", f"- cells: {counts}", "",
+            tables.to_markdown(grid).rstrip(), ""]))
+        zoo_sheet(zoo, folder / SHEET)
+        report.folders.append(folder)
+    report.index = write_index(out)
+    return report
+
+
+def _phase_counts(phases) -> str:
+    """"I 9, II 22, ..." in the taxonomy's order."""
+    from zoobench.landscape.phases import PHASES
+
+    counts = phases.value_counts()
+    return ", ".join(f"{phase} {counts[phase]}" for phase in PHASES if phase in counts)
 
 
 def write_board(b: Board, spec: ZooSpec, folder: Path) -> Path:
@@ -129,6 +176,20 @@ def write_index(out: str | Path) -> Path:
                               for n in (ZOO_FILES if b.scope == "zoo" else CELL_FILES))
             lines.append(f"- `{p['method']}` v{p['version']}, config `{p['config_hash']}` ({config}); "
                          f"{p['ok_units']}/{p['units']} units ok, {p['models']} models: {files}")
+        lines.append("")
+    references = sorted((out / REFERENCE).glob("*/phases.csv"))
+    if references:
+        lines += ["## Reference zoos: the paper's published metrics", "",
+                  f"Phases of the published metrics of the Phase Transition Model Zoo (Schürholt et al. 2025, CC BY "
+                  f"4.0) at the paper's epoch, by zoobench's rule; regenerate with `{REFERENCE_COMMAND}`.", "",
+                  "| zoo | cells per phase | files |", "|---|---|---|"]
+        for path in references:
+            import pandas as pd
+
+            folder = path.parent.relative_to(out).as_posix()
+            lines.append(f"| {path.parent.name} | {_phase_counts(pd.read_csv(path)['phase'])} | "
+                         f"[phases.md]({folder}/phases.md), [phases.csv]({folder}/phases.csv), "
+                         f"[sheet.png]({folder}/{SHEET}) |")
         lines.append("")
     atomic.write_text(out / "README.md", "\n".join(lines).rstrip() + "\n")
     return out / "README.md"
