@@ -11,7 +11,6 @@ import torch
 from conftest import zoobench_cli
 from zoobench.errors import UsageError
 from zoobench.landscape.annotations import cell_table
-from zoobench.landscape.phases import classify
 from zoobench.reports.reference import compare_reference
 from zoobench.store import Store, published
 from zoobench.store.reference import import_summary, shipped
@@ -132,6 +131,8 @@ def test_the_commands_that_need_only_metrics_work_on_a_reference_zoo(tmp_path):
     assert unknown.returncode == 2 and "cifar10_r18@ptmz" in unknown.stderr
     listed = zoobench_cli("zoo", "list", home=home).stdout
     assert "published reference zoos" in listed and "svhn_r50@ptmz" in listed
+    report = zoobench_cli("report", "--zoo", "cifar10_r18@ptmz", "--out", str(tmp_path / "r.html"), home=home)
+    assert report.returncode == 0 and "published metrics" in (tmp_path / "r.html").read_text()
 
 
 def _small(tmp_path, name, transform):
@@ -196,3 +197,30 @@ def test_the_papers_cka_estimator_is_the_biased_cka_averaged_over_batches():
     unbiased = seed_similarity(models, data, CKASettings(samples=192))["cka"]
     assert got["cka"] > unbiased  # the biased estimator reads higher at n = 64
     assert "64 test images (paper)" in paper.describe()
+
+
+def test_a_reference_is_imported_once_and_an_interrupted_import_resumes(tmp_path):
+    import shutil
+
+    store = Store(tmp_path)
+    spec = store.resolve("svhn_r18@ptmz")
+    zoo = store.zoo(spec)
+    stamp = published.path(zoo, 135).stat().st_mtime_ns
+    assert store.resolve("svhn_r18@ptmz") == spec and published.path(zoo, 135).stat().st_mtime_ns == stamp
+    # an import killed after some models: no completion record, a model missing
+    (zoo.path / "published" / "imported.json").unlink()
+    shutil.rmtree(zoo.models_dir / "w2-bs8-s0")
+    _, report = import_summary(shipped()["svhn_r18@ptmz"], "svhn_r18@ptmz", store, show_progress=False)
+    assert report.added == 1 and report.models == 192 and published.imported(zoo) is not None
+
+
+def test_reference_leaderboards_hold_the_phase_map_the_rule_and_the_sheet(tmp_path):
+    from zoobench.reports.leaderboard import publish_reference
+
+    report = publish_reference(Store(tmp_path / "home"), ["cifar10_r18@ptmz"], tmp_path / "boards")
+    folder = tmp_path / "boards" / "reference" / "cifar10_r18"
+    assert report.folders == [folder] and {p.name for p in folder.iterdir()} == {"phases.csv", "phases.md",
+                                                                                  "sheet.png"}
+    text = (folder / "phases.md").read_text()
+    assert "| 1024 | I | III | III | III |" in text and "rule: train loss > 0.23" in text
+    assert "| cifar10_r18 | I 9, II 22, III 11, IV-A 9, IV-B 13 |" in report.index.read_text()

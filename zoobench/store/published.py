@@ -71,6 +71,19 @@ def read(zoo: ZooStore, epoch: int) -> dict[str, Any] | None:
         return None
 
 
+def mark_imported(zoo: ZooStore, source_sha256: str) -> None:
+    """Record, last, that every model and published epoch of the source with this hash is stored."""
+    atomic.write_json(zoo.path / "published" / "imported.json", {"source_sha256": source_sha256})
+
+
+def imported(zoo: ZooStore) -> str | None:
+    """The hash of the source whose import finished into this zoo, or None."""
+    try:
+        return json.loads((zoo.path / "published" / "imported.json").read_text())["source_sha256"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def epochs(zoo: ZooStore) -> list[int]:
     """The epochs with published annotations."""
     return sorted(int(p.stem[1:]) for p in (zoo.path / "published").glob("e*.json"))
