@@ -63,7 +63,8 @@ class Rule:
 
     def thresholds(self) -> str:
         """The thresholds alone, short enough for a figure's panel title."""
-        return f"loss > {_g(self.train_loss)}: I/II; mc < -{_g(self.mc)}: barrier; CKA >= {_g(self.cka)}: IV-B"
+        return (f"loss > {_g(self.train_loss)}: I/II; mc < -{_g(self.mc)}: barrier, > {_g(self.mc)}: II; "
+                f"CKA >= {_g(self.cka)}: IV-B")
 
     def label(self, row: dict[str, Any]) -> tuple[str, str]:
         """(phase, why) for one cell's metrics."""

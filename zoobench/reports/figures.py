@@ -68,7 +68,10 @@ def sheet_panels(zoo, methods: Sequence[tuple[str, Any, str]] = (), epoch: int |
     phases = dict(zip(table["cell_id"], table["phase"])) if "phase" in table else {}
     panels = []
     for column in (c for c in columns() if c.sheet):
-        panel = make_panel(table, spec, column.name, column.title, phases=phases, signed=column.signed,
+        title = column.title
+        if column.name == "cka" and "cka_estimator" in table and len(table):
+            title = f"{title}\n{table['cka_estimator'].iloc[0]}"  # which estimator made it
+        panel = make_panel(table, spec, column.name, title, phases=phases, signed=column.signed,
                            log=column.log, key="cell_id")
         if panel.note:
             panel.note = f"{column.name} not annotated"

@@ -104,9 +104,10 @@ def _figure(result: ReferenceComparison, zoo: ZooStore, path: Path) -> Path:
         declared = column(metric)
         options = {"signed": declared.signed if declared else None, "log": bool(declared and declared.log),
                    "key": "cell_id"}
-        pair = [make_panel(cells, spec, metric, f"{result.zoo}: {metric}", phases=phases, **options),
+        notes = [f"\n{estimator}" if metric == "cka" else "" for estimator in result.estimators]
+        pair = [make_panel(cells, spec, metric, f"{result.zoo}: {metric}{notes[0]}", phases=phases, **options),
                 make_panel(cells.assign(**{metric: cells[f"reference_{metric}"]}), spec, metric,
-                           f"{result.reference}: {metric}", phases=reference_phases, **options)]
+                           f"{result.reference}: {metric}{notes[1]}", phases=reference_phases, **options)]
         panels += share_limits(pair)
     panels += [phase_panel(phases, spec, f"{result.zoo}: phase"),
                phase_panel(reference_phases, spec, f"{result.reference}: phase "
