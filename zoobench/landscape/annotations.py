@@ -103,14 +103,20 @@ def cell_table(zoo: ZooStore, epoch: int | None = None, source: str | None = Non
                  "temperature": position[c["cell_id"]].temperature, "models": c["models"], **c["cell"]}
                 for c in stored["cells"] if c["cell_id"] in position]
         table = pd.DataFrame(rows, columns=None if rows else ["cell_id", "load", "temperature", "models"])
-        return table.assign(source="published", cka_estimator=stored["provenance"]["columns"]["cka"])
+        return _grid_order(zoo, table).assign(source="published", cka_estimator=stored["provenance"]["columns"]["cka"])
     if not computed:
         return pd.DataFrame(columns=["cell_id", "load", "temperature", "models", "source", "cka_estimator"])
     table = computed[0]
     for frame in computed[1:]:
         table = table.merge(frame, on=["cell_id", "load", "temperature"], how="outer", suffixes=("", "_dup"))
         table = table.drop(columns=[c for c in table.columns if c.endswith("_dup")])
-    return table.assign(source="computed", cka_estimator=_cka_estimator(zoo))
+    return _grid_order(zoo, table).assign(source="computed", cka_estimator=_cka_estimator(zoo))
+
+
+def _grid_order(zoo: ZooStore, table):
+    """Cells in the spec's grid order (load, then temperature), not in the order of their file names."""
+    rank = {c.id: i for i, c in enumerate(cells(zoo.spec))}
+    return table.sort_values("cell_id", key=lambda ids: ids.map(rank)).reset_index(drop=True)
 
 
 def _cka_estimator(zoo: ZooStore) -> str:
