@@ -1,7 +1,7 @@
 """Fused evaluation of many models vs one at a time, side by side: what a method unit does per cell.
 
 The models are the ones a method evaluates on one digits_mlp cell: its 3 seeds at 11 sparsities
-(prune) or at 25 points of an interpolation path (rebasin, wiseft). `Cell.evaluate_many` runs them
+(prune) or at 25 points of an interpolation path (rebasin). `Cell.evaluate_many` runs them
 as one stacked forward pass; the baseline calls `Cell.evaluate` per model. Trains the cell's seeds
 first (a few seconds), then prints both timings and their ratio.
 

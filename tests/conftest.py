@@ -33,7 +33,7 @@ momentum = 0.9
 weight_decay = 5e-4
 epochs = {epochs}
 init = "kaiming_uniform"
-checkpoint_epochs = [0, 1]
+checkpoint_epochs = {checkpoints}
 
 [grid]
 seeds = {seeds}
@@ -49,10 +49,10 @@ values = {batch_sizes}
 
 
 def write_spec(folder: Path, name: str = "tiny", lr: float = 0.1, epochs: int = 2, seeds=(0, 1),
-               widths=(4, 8), batch_sizes=(64, 128)) -> Path:
+               widths=(4, 8), batch_sizes=(64, 128), checkpoints=(0, 1)) -> Path:
     path = folder / f"{name}.toml"
     path.write_text(TINY_SPEC.format(name=name, lr=lr, epochs=epochs, seeds=list(seeds), widths=list(widths),
-                                     batch_sizes=list(batch_sizes)))
+                                     batch_sizes=list(batch_sizes), checkpoints=list(checkpoints)))
     return path
 
 
@@ -92,7 +92,7 @@ def zoobench_cli(*args: str, home: Path | None = None, timeout: float = 300,
 def tiny_zoo(tmp_path_factory):
     """A trained and fully annotated 2 x 2 x 3-seed digits zoo, shared by the method tests (read-only).
 
-    Widths 4 and 16 at batch 64 and 128, 3 epochs, checkpoints at epochs 0, 1, 3: the narrow cells
+    Widths 4 and 16 at batch 64 and 128, 3 epochs, checkpoints at every epoch 0-3: the narrow cells
     underfit, the wide ones fit; every metric the phases and the methods need is stored."""
     import torch
 
@@ -102,7 +102,8 @@ def tiny_zoo(tmp_path_factory):
     from zoobench.store import Store
 
     folder = tmp_path_factory.mktemp("tiny_zoo")
-    spec = load_spec(str(write_spec(folder, "tiny_zoo", epochs=3, seeds=(0, 1, 2), widths=(4, 16))))
+    spec = load_spec(str(write_spec(folder, "tiny_zoo", epochs=3, seeds=(0, 1, 2), widths=(4, 16),
+                                    checkpoints=(0, 1, 2))))
     store = Store(folder / "home")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -13,7 +13,7 @@ from conftest import QUIET
 
 PLUGINS = Path(__file__).parent / "plugins"
 NOOP = str(PLUGINS / "noop.py")
-BUILTIN = {"ensemble", "finetune", "probe", "prune", "rebasin", "wiseft"}
+BUILTIN = {"ensemble", "epochavg", "finetune", "probe", "prune", "rebasin"}
 
 
 def install_example(target: Path) -> Path:

@@ -67,6 +67,12 @@ def test_paper_zoo_specs_are_the_papers_tables(name):
     assert not wrong, f"{name}: (spec, paper) differ: {wrong}"
 
 
+@pytest.mark.parametrize("spec", list_specs(), ids=lambda s: s.name)
+def test_every_zoo_stores_the_checkpoints_the_papers_epoch_averaging_needs(spec):
+    wanted = set(range(spec.metric_epoch - 4, spec.metric_epoch + 1))
+    assert wanted <= set(spec.stored_epochs), f"{spec.name} stores {spec.stored_epochs}"
+
+
 def test_the_short_gpt2_variant_is_its_own_zoo_with_the_papers_grid():
     full, short = load_spec("owt_gpt2"), load_spec("owt_gpt2_short")
     assert short.grid == full.grid and short.fingerprint != full.fingerprint
