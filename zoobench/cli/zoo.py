@@ -33,11 +33,11 @@ def zoo_list(*, home: Optional[Path]) -> None:
     console.print(shown)
     for text in [*stored, f"grid: loads x temperatures x seeds; store: {the_store.home}"]:
         render.line(text)
-    from zoobench.store.reference import CITATION, shipped
+    from zoobench.store.reference import CITATION, SUFFIX, shipped
 
     references = render.table("reference zoo (metrics only)", "like", "file")
     for name, path in shipped().items():
-        references.add_row(name, name.split("@")[0], path.name)
+        references.add_row(name, name.removesuffix(SUFFIX), path.name)
     render.show(f"published reference zoos, no weights (zoo show / phases / compare-reference; {CITATION}):",
                 references)
 

@@ -90,8 +90,9 @@ def cell_table(zoo: ZooStore, epoch: int | None = None, source: str | None = Non
     epoch = zoo.spec.metric_epoch if epoch is None else epoch
     if source is not None and source not in SOURCES:
         raise UsageError(f"unknown annotation source '{source}'; valid: {', '.join(SOURCES)}")
-    computed = [f for f in (Annotations(zoo, metric, epoch).cells() for metric in METRICS) if not f.empty]
-    stored = published.read(zoo, epoch)
+    computed = [] if source == "published" else [
+        f for f in (Annotations(zoo, metric, epoch).cells() for metric in METRICS) if not f.empty]
+    stored = None if source == "computed" else published.read(zoo, epoch)
     if source is None:
         source = "published" if stored is not None and not computed else "computed"
     if source == "published":

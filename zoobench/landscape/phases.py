@@ -10,8 +10,8 @@
 
 One rule for every zoo, aware of each metric's scale. "High" train loss is a tenth of the chance
 loss ln(classes) (a property of the task, not of the zoo); a clearly positive mc (the curve between
-two seeds finds lower loss than its ends, so the ends are under-trained) is II whatever the loss. "Near zero" and "large" are relative to
-what the zoo spans, because the magnitudes are not comparable across zoos and estimators: mc is a
+two seeds finds lower loss than its ends, so the ends are under-trained) is II whatever the loss.
+"Near zero" and "large" are relative to what the zoo spans, because the magnitudes are not comparable across zoos and estimators: mc is a
 barrier below minus a third of the zoo's typical barrier height (the 90th percentile of |mc| over
 its cells, never below half a point of error), so a zoo whose deepest barriers are 25 points of
 error does not call a 1-point dip a barrier; CKA is large from the middle of the zoo's range (10th
@@ -53,18 +53,15 @@ class Rule:
     cka: float | None
     how: dict[str, str] = field(default_factory=dict)
 
-    def summary(self) -> str:
-        """The rule in one line, as every report shows it beside the labels."""
-        return "; ".join([
-            f"train loss > {_g(self.train_loss)} ({self.how['train_loss']}): I/II",
-            f"mc < -{_g(self.mc)} ({self.how['mc']}): barrier, > {_g(self.mc)}: II",
-            f"CKA >= {_g(self.cka)} ({self.how['cka']}): IV-B",
-        ])
+    def summary(self, reasons: bool = True) -> str:
+        """The rule in one line, as every report shows it beside the labels; without `reasons` (how each
+        threshold was chosen) short enough for a figure's panel title."""
+        def why(name: str) -> str:
+            return f" ({self.how[name]})" if reasons else ""
 
-    def thresholds(self) -> str:
-        """The thresholds alone, short enough for a figure's panel title."""
-        return (f"loss > {_g(self.train_loss)}: I/II; mc < -{_g(self.mc)}: barrier, > {_g(self.mc)}: II; "
-                f"CKA >= {_g(self.cka)}: IV-B")
+        loss = "train loss" if reasons else "loss"
+        return (f"{loss} > {_g(self.train_loss)}{why('train_loss')}: I/II; mc < -{_g(self.mc)}{why('mc')}: barrier, "
+                f"> {_g(self.mc)}: II; CKA >= {_g(self.cka)}{why('cka')}: IV-B")
 
     def label(self, row: dict[str, Any]) -> tuple[str, str]:
         """(phase, why) for one cell's metrics."""

@@ -60,11 +60,10 @@ def sheet_panels(zoo, methods: Sequence[tuple[str, Any, str]] = (), epoch: int |
                  table=None) -> list[Panel]:
     """The panels of `zoo_sheet`: the zoo's metrics (every catalogue column marked for the sheet, in
     registration order), its phase map, then one per method."""
-    from zoobench.landscape.phases import classify, phase_table
+    from zoobench.landscape.phases import phase_table, rule
 
     spec = zoo.spec
     table = phase_table(zoo, epoch) if table is None else table
-    _, rule = classify(spec, table.drop(columns=["phase", "reason"], errors="ignore"))
     phases = dict(zip(table["cell_id"], table["phase"])) if "phase" in table else {}
     panels = []
     for column in (c for c in columns() if c.sheet):
@@ -76,7 +75,7 @@ def sheet_panels(zoo, methods: Sequence[tuple[str, Any, str]] = (), epoch: int |
         if panel.note:
             panel.note = f"{column.name} not annotated"
         panels.append(panel)
-    panels.append(phase_panel(phases, spec, f"phase\n{rule.thresholds()}"))
+    panels.append(phase_panel(phases, spec, f"phase\n{rule(spec, table).summary(reasons=False)}"))
     for name, results, metric in methods:
         panels.append(make_panel(results, spec, metric, name, phases=phases))
     return share_limits(panels, shared=False)

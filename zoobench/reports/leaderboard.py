@@ -183,9 +183,9 @@ def write_index(out: str | Path) -> Path:
                   f"Phases of the published metrics of the Phase Transition Model Zoo (Schürholt et al. 2025, CC BY "
                   f"4.0) at the paper's epoch, by zoobench's rule; regenerate with `{REFERENCE_COMMAND}`.", "",
                   "| zoo | cells per phase | files |", "|---|---|---|"]
-        for path in references:
-            import pandas as pd
+        import pandas as pd
 
+        for path in references:
             folder = path.parent.relative_to(out).as_posix()
             lines.append(f"| {path.parent.name} | {_phase_counts(pd.read_csv(path)['phase'])} | "
                          f"[phases.md]({folder}/phases.md), [phases.csv]({folder}/phases.csv), "

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zoobench.errors import UsageError
 from zoobench.landscape.annotations import cell_table
 from zoobench.landscape.phases import classify
 from zoobench.reports import tables
@@ -52,7 +53,9 @@ def compare_reference(zoo: ZooStore, reference: ZooStore, epoch: int | None = No
     theirs, _ = classify(reference.spec, cell_table(reference, epochs[1]))
     both = mine.merge(theirs, on=["load", "temperature"], suffixes=("", "_reference"))
     if both.empty:
-        raise_no_overlap(zoo, reference, epochs)
+        raise UsageError(f"{zoo.spec.name} (epoch {epochs[0]}) and {reference.spec.name} (epoch {epochs[1]}) have no "
+                         f"annotated cell in common (cells are matched by load and temperature); annotate the zoo "
+                         f"first (`zoobench zoo annotate {zoo.spec.name}`)")
     rows = []
     for metric in METRICS:
         if metric not in mine or metric not in theirs:
@@ -81,14 +84,6 @@ def compare_reference(zoo: ZooStore, reference: ZooStore, epoch: int | None = No
     atomic.write_text(result.files["cells_csv"], tables.to_csv(result.cells))
     _figure(result, zoo, result.files["figure"])
     return result
-
-
-def raise_no_overlap(zoo: ZooStore, reference: ZooStore, epochs: tuple[int, int]) -> None:
-    from zoobench.errors import UsageError
-
-    raise UsageError(f"{zoo.spec.name} (epoch {epochs[0]}) and {reference.spec.name} (epoch {epochs[1]}) have no "
-                     f"annotated cell in common (cells are matched by load and temperature); annotate the zoo "
-                     f"first (`zoobench zoo annotate {zoo.spec.name}`)")
 
 
 def _figure(result: ReferenceComparison, zoo: ZooStore, path: Path) -> Path:

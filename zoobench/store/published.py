@@ -11,6 +11,7 @@ computed annotations of the same zoo.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Callable
 
@@ -39,8 +40,6 @@ NOTES = {
 
 def annotation_values(raw: dict[str, Any]) -> dict[str, float]:
     """The published annotation keys of one row, in zoobench's columns and units (missing ones left out)."""
-    import math
-
     found = {}
     for key, (name, scale) in COLUMNS.items():
         value = raw.get(key)
@@ -112,8 +111,6 @@ def cell_values(rows: list[dict[str, Any]]) -> tuple[dict[str, float], str | Non
     performance columns (and the gap), and the cell's annotation values, which the authors copied to
     every seed's row. Returns (values, problem): a problem when the seeds' rows disagree on them
     (then no annotation is kept for the cell)."""
-    import math
-
     values: dict[str, float] = {}
     for key in EVAL_KEYS:
         found = [r[key] for r in rows if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
