@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 __all__ = ["Batch", "Cell", "Context", "Method", "NoConfig", "Range", "TaskData", "UsageError", "Zoo",
-           "ZoobenchError", "barrier", "interpolate", "landscape_targets", "linear_path", "seed_mean"]
+           "ZoobenchError", "barrier", "improvement", "interpolate", "landscape_targets", "linear_path", "seed_mean"]
 
 
 @dataclass(frozen=True)
@@ -166,6 +166,18 @@ def barrier(values: Sequence[float]) -> float:
     (Entezari et al. 2022; Ainsworth et al. 2022); 0 when the path is nowhere above it."""
     last = len(values) - 1
     return max(v - ((1 - i / last) * values[0] + i / last * values[-1]) for i, v in enumerate(values))
+
+
+def improvement(before: dict[str, float], after: dict[str, float]) -> float | None:
+    """How much `after` beats `before` in the task's own quality, positive when better: the accuracy
+    difference for classification, the reduction of the relative L2 error for tasks without accuracy
+    (the PINN); None when neither reports one. Every built-in ``gain`` headline uses it, so one sign
+    convention holds across tasks and a loss (whose scale differs per task) is never the headline."""
+    if "acc" in before and "acc" in after:
+        return after["acc"] - before["acc"]
+    if "rel_l2" in before and "rel_l2" in after:
+        return before["rel_l2"] - after["rel_l2"]
+    return None
 
 
 def landscape_targets() -> list[tuple[str, str, bool]]:
