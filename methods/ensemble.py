@@ -6,10 +6,12 @@ the averaged solution. Averaging logits (not probabilities) keeps the ensemble a
 output, the quantity a phase diagram of "how different are the seeds' functions" is about.
 
 Keys, for each metric m that `cell.evaluate` returns (loss, acc; loss, rel_l2 for the PINN):
-``ensemble_<m>`` and ``member_<m>`` (mean over members); with accuracy also ``best_member_acc``,
-``gain`` = ensemble_acc - member_acc (the headline) and ``gain_over_best`` = ensemble_acc -
-best_member_acc. Tasks without accuracy have no headline: a loss-based gain would mix scales
-across tasks, so none is invented. ``models`` is the number of members.
+``ensemble_<m>`` and ``member_<m>`` (mean over members) and ``best_member_<m>`` (the member with the
+best accuracy, or the lowest rel_l2); ``gain`` (the headline) = `improvement` of the ensemble over
+the mean member, ensemble_acc - member_acc for classification and member_rel_l2 - ensemble_rel_l2
+for the PINN (positive: the ensemble is better, in the task's own quality, never a loss whose
+scale differs per task), and ``gain_over_best``, the same against the best member. A task that
+reports neither has no gain. ``models`` is the number of members.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Annotated, Literal
 import torch
 from torch import nn
 
-from zoobench.method import Cell, Context, Method, Range, ZoobenchError, seed_mean
+from zoobench.method import Cell, Context, Method, Range, ZoobenchError, improvement, seed_mean
 
 
 class MeanOutput(nn.Module):
@@ -36,10 +38,10 @@ class MeanOutput(nn.Module):
 
 class Ensemble(Method):
     name = "ensemble"
-    version = "1"
+    version = "2"
     headline = "gain"
     higher_is_better = True
-    key_metrics = ("member_acc", "ensemble_acc")
+    key_metrics = ("member_acc", "ensemble_acc", "member_rel_l2", "ensemble_rel_l2")
 
     @dataclass(frozen=True)
     class Config:
@@ -54,11 +56,14 @@ class Ensemble(Method):
         models = [cell.model(model_id) for model_id in cell.model_ids[:wanted]]
         members = [cell.evaluate(model, ctx.config.split) for model in models]
         ensemble = cell.evaluate(MeanOutput(models), ctx.config.split)
+        mean_member = seed_mean(members)
         result: dict[str, float] = {"models": float(len(models))}
         result.update({f"ensemble_{metric}": value for metric, value in ensemble.items()})
-        result.update({f"member_{metric}": value for metric, value in seed_mean(members).items()})
-        if "acc" in ensemble:
-            result["best_member_acc"] = max(member["acc"] for member in members)
-            result["gain"] = result["ensemble_acc"] - result["member_acc"]
-            result["gain_over_best"] = result["ensemble_acc"] - result["best_member_acc"]
+        result.update({f"member_{metric}": value for metric, value in mean_member.items()})
+        gain = improvement(mean_member, ensemble)
+        if gain is not None:
+            best = max(members, key=lambda member: improvement(members[0], member))  # improves most on the first
+            result.update({f"best_member_{metric}": value for metric, value in best.items()})
+            result["gain"] = gain
+            result["gain_over_best"] = improvement(best, ensemble)
         return result

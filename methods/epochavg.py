@@ -12,10 +12,12 @@ on `bn_batches` fixed training batches (the published code: 100 iterations), sin
 running statistics matches no network.
 
 Keys, means over the cell's seeds: ``averaged_<m>`` and ``final_<m>`` for each metric the cell's
-evaluation reports (loss and acc; loss and rel_l2 for the PINN), ``gain`` = averaged_acc -
-final_acc (the headline), ``loss_gain`` = final_loss - averaged_loss (positive: the average is
-better), ``first_epoch`` (the earliest checkpoint averaged) and ``epochs_averaged``. Tasks without
-accuracy have ``loss_gain`` but no ``gain`` (the headline is then missing, not invented).
+evaluation reports (loss and acc; loss and rel_l2 for the PINN), ``gain`` (the headline) =
+`improvement` of the average over the final model, averaged_acc - final_acc for classification and
+final_rel_l2 - averaged_rel_l2 for the PINN (positive: the average is better), ``loss_gain`` =
+final_loss - averaged_loss, ``first_epoch`` (the earliest checkpoint averaged) and
+``epochs_averaged``. A task that reports neither accuracy nor rel_l2 has ``loss_gain`` but no
+``gain`` (a loss's scale differs per task, so it never stands in for the headline).
 """
 
 from __future__ import annotations
@@ -23,15 +25,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from zoobench.method import Cell, Context, Method, Range, ZoobenchError, seed_mean
+from zoobench.method import Cell, Context, Method, Range, ZoobenchError, improvement, seed_mean
 
 
 class EpochAverage(Method):
     name = "epochavg"
-    version = "1"
+    version = "2"
     headline = "gain"
     higher_is_better = True
-    key_metrics = ("final_acc", "averaged_acc", "loss_gain")
+    key_metrics = ("final_acc", "averaged_acc", "final_rel_l2", "averaged_rel_l2", "loss_gain")
 
     @dataclass(frozen=True)
     class Config:
@@ -55,8 +57,9 @@ class EpochAverage(Method):
             averaged = cell.evaluate(model)
             found = {**{f"final_{m}": v for m, v in final.items()}, **{f"averaged_{m}": v for m, v in averaged.items()},
                      "loss_gain": final["loss"] - averaged["loss"]}
-            if "acc" in final:
-                found["gain"] = averaged["acc"] - final["acc"]
+            gain = improvement(final, averaged)
+            if gain is not None:
+                found["gain"] = gain
             seeds.append(found)
         return {**seed_mean(seeds), "first_epoch": float(epochs[0]), "epochs_averaged": float(len(epochs))}
 

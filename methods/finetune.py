@@ -1,62 +1,106 @@
-"""finetune: transfer each model of a cell to the spec's target task with a new head.
+"""finetune: transfer each model of a cell to a target task, and what its training is worth there.
 
-Every model gets a fresh output layer for the target's classes and is trained on the target for a
-fixed budget; a model of the same recipe trained from scratch with the same head, the same budget
-and the same training loop is the baseline, so ``gain`` is what the source training is worth on
-the target (negative transfer shows as a negative gain). The target is ``[data] transfer_target``
-of the zoo's spec (e.g. CIFAR-10 -> STL-10, digits -> digits_shifted).
+Every model is trained on the target for a fixed budget; a model of the same recipe trained from
+scratch with the same budget and the same training loop is the baseline, so the headline ``gain``
+(`improvement` of the transferred model over the scratch one, in the target's own quality) is what
+the source training is worth on the target; negative transfer shows as a negative gain. The target
+is ``[data] transfer_target`` of the zoo's spec (e.g. CIFAR-10 -> STL-10, digits -> digits_shifted),
+or, with ``target_load``, the zoo's own task at another load: for the PINN zoo, whose load is the
+convection coefficient beta, the same PDE at that beta (Krishnapriyan et al. 2021 warm-start a hard
+beta from an easier one's solution, their "curriculum regularization").
+
+A classification target gets a fresh output layer for its classes (the body is transferred); the
+same task at another load and any target without classes (a PDE) keep the whole model, a warm start.
+Training goes through `cell.fit`: SGD, or L-BFGS for zoos trained with it (the PINN: SGD barely
+moves a PINN in a few hundred steps), ``steps`` being SGD steps or L-BFGS iterations.
+
+Keys, means over the cell's seeds, for each metric m of the target's evaluation (loss and acc, or
+loss and rel_l2 for the PINN): ``target_<m>`` (transferred, then trained), ``scratch_<m>`` and
+``source_<m>`` (the model on its own task, as stored); ``gain`` = target_acc - scratch_acc for
+classification, scratch_rel_l2 - target_rel_l2 for the PINN; ``models``. The paper's claim that
+phase IV fine-tunes best reads target_acc.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 import torch
 from torch import nn
 
-from zoobench.method import Cell, Context, Method, Range, ZoobenchError, seed_mean
+from zoobench.method import Cell, Context, Method, Range, TaskData, ZoobenchError, improvement, seed_mean
 
 
 class Finetune(Method):
     name = "finetune"
-    version = "1"
-    headline = "target_acc"
+    version = "2"
+    headline = "gain"
     higher_is_better = True
-    key_metrics = ("scratch_acc", "gain", "source_acc")
+    key_metrics = ("target_acc", "scratch_acc", "source_acc", "target_rel_l2", "scratch_rel_l2")
 
     @dataclass(frozen=True)
     class Config:
-        steps: Annotated[int, Range(0)] = 200  # SGD steps on the target, for the transferred and the scratch model
-        lr: Annotated[float, Range(0.0)] = 0.01  # peak of the cosine schedule; below the zoos' training lr, as usual
+        steps: Annotated[int, Range(0)] = 200  # SGD steps or L-BFGS iterations on the target, for both models
+        lr: Annotated[float, Range(0.0)] | None = None  # default: SGD 0.01 (below the zoos' lr, as usual), L-BFGS 1.0
         batch_size: Annotated[int, Range(1)] = 64
-        head_only: bool = False  # train only the new head (a linear probe of the source features)
+        head_only: bool = False  # train only the output layer (a linear probe of the source features)
         seed: int = 0  # new heads, scratch models and data order; model i of the cell uses seed + i
+        optimizer: Literal["auto", "sgd", "lbfgs"] = "auto"  # auto: L-BFGS where the zoo trains with it (the PINN)
+        target_load: float | None = None  # transfer to the zoo's own task at this load (the PINN's beta) instead
 
     def run(self, cell: Cell, ctx: Context) -> dict[str, float]:
         config = ctx.config
         if not cell.model_ids:
             raise ZoobenchError(f"finetune: cell {cell.id} has no healthy models")
-        target_name = ctx.spec.data.transfer_target
-        if target_name is None:
-            raise ZoobenchError(f"finetune: zoo '{ctx.spec.name}' has no transfer target; set "
-                                f"[data] transfer_target in its spec (e.g. \"stl10\" for CIFAR-10 zoos)")
-        target = ctx.load_data(target_name)
-        classes = target_classes(target, target_name)
+        target, target_name = load_target(cell, ctx)
         sample = check_inputs(cell.data, target, target_name)
-        seeds = []
+        classes = target_classes(target) if config.target_load is None else None  # None: keep the whole model
+        optimizer = config.optimizer
+        if optimizer == "auto":
+            optimizer = "lbfgs" if cell.recipe["training"]["optimizer"] == "lbfgs" else "sgd"
+        lr = config.lr if config.lr is not None else {"sgd": 0.01, "lbfgs": 1.0}[optimizer]
+        sources, transferred, scratch = [], [], []
         for i, model_id in enumerate(cell.model_ids):
             seed = config.seed + i
             source = cell.model(model_id)
-            found = {"source_acc": cell.evaluate(source)["acc"]}
-            for key, model in (("target_acc", source), ("scratch_acc", cell.build_model(seed))):
-                layer = replace_head(model, sample, classes, seed)
-                cell.fit(model, config.steps, config.lr, data=target, batch_size=config.batch_size, seed=seed,
-                         parameters=layer.parameters() if config.head_only else None)
-                found[key] = cell.evaluate(model, data=target)["acc"]
-            seeds.append(found)
-        means = seed_mean(seeds)
-        return {**means, "gain": means["target_acc"] - means["scratch_acc"], "models": float(len(cell.model_ids))}
+            sources.append(cell.evaluate(source))
+            for runs, model in ((transferred, source), (scratch, cell.build_model(seed))):
+                if classes is not None:
+                    layer = replace_head(model, sample, classes, seed)
+                else:
+                    layer = output_layer(model, sample)[1]
+                cell.fit(model, config.steps, lr, data=target, batch_size=config.batch_size, seed=seed,
+                         parameters=layer.parameters() if config.head_only else None, optimizer=optimizer)
+                runs.append(cell.evaluate(model, data=target))
+        target_mean, scratch_mean = seed_mean(transferred), seed_mean(scratch)
+        result = {**{f"target_{m}": v for m, v in target_mean.items()},
+                  **{f"scratch_{m}": v for m, v in scratch_mean.items()},
+                  **{f"source_{m}": v for m, v in seed_mean(sources).items()}, "models": float(len(cell.model_ids))}
+        gain = improvement(scratch_mean, target_mean)
+        if gain is not None:
+            result["gain"] = gain
+        return result
+
+
+def load_target(cell: Cell, ctx: Context) -> tuple[TaskData, str]:
+    """The target's data and its name: the cell's task at ``target_load``, else the spec's transfer target."""
+    load = ctx.config.target_load
+    if load is not None:
+        field = ctx.spec.grid.load.field
+        if not field.startswith("data."):
+            raise ZoobenchError(f"finetune: target_load needs a zoo whose load is a dataset option (the PINN's "
+                                f"data.beta); the load of '{ctx.spec.name}' is {field}")
+        data = cell.recipe["data"]
+        option = field.removeprefix("data.")
+        target = ctx.load_data(data["dataset"], **{**data["options"], option: load})
+        return target, f"{data['dataset']} at {option}={load:g}"
+    name = ctx.spec.data.transfer_target
+    if name is None:
+        raise ZoobenchError(f"finetune: zoo '{ctx.spec.name}' has no transfer target; set [data] transfer_target in "
+                            f"its spec (e.g. \"stl10\" for CIFAR-10 zoos), or --set target_load=VALUE to transfer to "
+                            f"the zoo's own task at another load (the PINN zoo's beta)")
+    return ctx.load_data(name), name
 
 
 def output_layer(model: nn.Module, sample: torch.Tensor) -> tuple[str, nn.Linear]:
@@ -91,13 +135,12 @@ def replace_head(model: nn.Module, sample: torch.Tensor, classes: int, seed: int
     return fresh
 
 
-def target_classes(target, name: str) -> int:
+def target_classes(target: TaskData) -> int | None:
     """The number of classes of a classification dataset (one integer label per example), read off
-    its training labels."""
+    its training labels; None for a target without classes (a PDE), which keeps the model's output."""
     labels = torch.cat([batch[-1] for batch in target.batches(4096, torch.Generator().manual_seed(0), None)])
     if labels.is_floating_point() or labels.dim() != 1:
-        raise ZoobenchError(f"finetune: transfer target '{name}' is not a classification dataset "
-                            f"(one class label per example)")
+        return None
     return int(labels.max().item()) + 1
 
 

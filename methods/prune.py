@@ -1,5 +1,5 @@
 """Prune: unstructured magnitude pruning over a sparsity grid, and how far a cell's models can be
-pruned before their accuracy drops.
+pruned before they lose what they learned.
 
 Only the weights of Linear and Conv layers are pruned (biases and normalisation layers are few
 parameters and not what "sparsity" means for a network), with `torch.nn.utils.prune`: "global"
@@ -11,13 +11,27 @@ untouched model (sparsity 0 without retraining) is evaluated as stored, so it re
 model exactly.
 
 Keys, for each metric m that `cell.evaluate` returns (loss and acc, or loss and rel_l2 for the
-PINN), as means over the cell's seeds: ``dense_<m>`` and ``<m>_s<sparsity>`` (e.g. acc_s0.5).
-The headline ``max_sparsity`` is the sparsity just before the first drop beyond the margin: walk
-the sorted grid and keep the last sparsity whose seed-mean accuracy is >= dense_acc - margin,
-stopping at the first one that is not (0.0 when already the smallest fails). Because the walk
-stops at the first drop, a lucky recovery at a higher sparsity does not count. The reference is
-always the stored dense model, so retraining shows up as a higher max_sparsity. It needs
-accuracy, so tasks without it report the per-sparsity metrics and no headline.
+PINN), as means over the cell's seeds: ``dense_<m>`` and ``<m>_s<sparsity>`` (e.g. acc_s0.5); with
+accuracy also ``chance``, the test accuracy of the best constant prediction (`TaskData.chance`).
+
+The headline ``max_sparsity`` measures what pruning keeps of what the model learned, the quality
+above a trivial prediction: q = acc - chance for classification, q = 1 - rel_l2 for the PINN
+(u = 0, the best constant solution, has rel_l2 exactly 1: it is the PINN's chance). Walk the
+sorted grid and keep the last sparsity whose seed-mean q is >= keep x the dense q (default: 99% of
+it), stopping at the first one that is not (0.0 when already the smallest fails); a cell whose
+dense q is <= 0, no better than the trivial prediction, scores 0.0. Why above chance, not the raw
+accuracy within a margin of dense (version 1): a model at chance stays at chance when pruned, so
+the raw rule gave the worst cells (collapsed, underfitted) the highest max_sparsity. Measured
+above chance, a model that learned nothing has nothing to keep, and a model barely above chance
+may lose only a sliver of accuracy. Chance is the best constant prediction's accuracy, not
+1 / classes, because a collapsed model predicts a constant: on an unbalanced split (SVHN's test
+set is 20% ones) it scores twice 1 / classes. For the PINN the same rule allows an absolute rise
+of rel_l2 of (1 - keep)(1 - dense rel_l2), about 0.01 for a good solution, as 99% of above-chance
+accuracy allows about a 1% drop, and a failed solution (rel_l2 near 1) can lose almost nothing; a
+relative margin on rel_l2 alone would instead let a failed solution keep failing at every sparsity.
+Because the walk stops at the first drop, a lucky recovery at a higher sparsity does not count. The
+reference is always the stored dense model, so retraining shows up as a higher max_sparsity. A
+task with neither accuracy nor rel_l2 reports the per-sparsity metrics and no headline.
 """
 
 from __future__ import annotations
@@ -58,17 +72,17 @@ def prune_model(model: nn.Module, sparsity: float, mode: Literal["global", "laye
 
 class Prune(Method):
     name = "prune"
-    version = "1"
+    version = "2"
     headline = "max_sparsity"
     higher_is_better = True
-    key_metrics = ("dense_acc", "acc_s0.5", "acc_s0.9")
+    key_metrics = ("dense_acc", "acc_s0.5", "acc_s0.9", "dense_rel_l2", "rel_l2_s0.1")
 
     @dataclass(frozen=True)
     class Config:
         sparsities: tuple[Annotated[float, Range(0.0, 1.0)], ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9,
                                                                      0.95, 0.99)
         mode: Literal["global", "layer"] = "global"
-        margin: Annotated[float, Range(0.0)] = 0.01  # the absolute accuracy drop from dense that counts as "dropped"
+        keep: Annotated[float, Range(0.0, 1.0)] = 0.99  # share of the dense quality above chance to keep
         retrain_steps: Annotated[int, Range(0)] = 0  # masked retraining steps per pruned model (0: none)
         retrain_lr: Annotated[float, Range(0.0)] = 0.01
 
@@ -92,19 +106,34 @@ class Prune(Method):
                 if sparsity > 0 or config.retrain_steps > 0:
                     cell.recalibrate(candidate)
                 pruned[sparsity].append(cell.evaluate(candidate))
-        result = {f"dense_{m}": v for m, v in seed_mean(dense).items()}
+        dense_mean = seed_mean(dense)
+        result = {f"dense_{m}": v for m, v in dense_mean.items()}
         curves = {s: seed_mean(runs) for s, runs in pruned.items()}
         for sparsity, metrics in curves.items():
             result.update({f"{m}_s{sparsity:g}": v for m, v in metrics.items()})
-        if "dense_acc" in result:
-            result["max_sparsity"] = _max_sparsity(result["dense_acc"], curves, config.margin)
+        chance = cell.data.chance("test") if "acc" in dense_mean else None
+        if chance is not None:
+            result["chance"] = chance
+        if "acc" in dense_mean or "rel_l2" in dense_mean:
+            result["max_sparsity"] = max_sparsity(dense_mean, curves, config.keep, chance)
         return result
 
 
-def _max_sparsity(dense_acc: float, curves: dict[float, dict[str, float]], margin: float) -> float:
+def above_chance(metrics: dict[str, float], chance: float | None) -> float:
+    """The quality above a trivial prediction: acc - chance, or 1 - rel_l2 without accuracy (u = 0 has rel_l2 1)."""
+    return metrics["acc"] - chance if "acc" in metrics else 1.0 - metrics["rel_l2"]
+
+
+def max_sparsity(dense: dict[str, float], curves: dict[float, dict[str, float]], keep: float,
+                 chance: float | None) -> float:
+    """The last sparsity of the sorted grid, before the first that keeps less than `keep` of the dense
+    quality above chance; 0.0 when the dense model is no better than chance."""
+    reference = above_chance(dense, chance)
+    if reference <= 0:
+        return 0.0
     kept = 0.0
     for sparsity, metrics in sorted(curves.items()):
-        if metrics["acc"] < dense_acc - margin:
+        if above_chance(metrics, chance) < keep * reference:
             break
         kept = sparsity
     return kept

@@ -1,5 +1,6 @@
 """The ensemble method: repeating one model changes nothing, a real cell's ensemble is sane, and a
-task without accuracy (the PINN) reports its own metrics instead of crashing."""
+task without accuracy (the PINN) reports its own metrics and its gain as the reduction of the
+relative L2 error."""
 
 from __future__ import annotations
 
@@ -83,7 +84,7 @@ def test_a_cell_with_one_healthy_seed_is_refused(tiny_zoo, cells):
         Ensemble().run(cell, context(tiny_zoo))
 
 
-def test_a_task_without_accuracy_reports_its_own_metrics(tiny_zoo):
+def test_a_task_without_accuracy_reports_its_own_metrics_and_gains_in_relative_l2_error(tiny_zoo):
     info = DATASETS.get("convection")
     problem = load(info, {**info.options, "beta": 1.0, "collocation_points": 50}, None)
     torch.manual_seed(0)
@@ -92,6 +93,19 @@ def test_a_task_without_accuracy_reports_its_own_metrics(tiny_zoo):
                            model=lambda model_id: models["ab".index(model_id)],
                            evaluate=lambda model, split="test": problem.evaluate(model.eval(), split))
     result = Ensemble().run(cell, context(tiny_zoo))
-    assert "gain" not in result and "ensemble_acc" not in result
+    assert "ensemble_acc" not in result and "best_member_acc" not in result
+    errors = [problem.evaluate(m)["rel_l2"] for m in models]
     assert result["ensemble_rel_l2"] == pytest.approx(problem.evaluate(MeanOutput(models))["rel_l2"])
-    assert result["member_rel_l2"] == pytest.approx(sum(problem.evaluate(m)["rel_l2"] for m in models) / 2)
+    assert result["member_rel_l2"] == pytest.approx(sum(errors) / 2)
+    assert result["best_member_rel_l2"] == min(errors)  # the best member has the lowest error
+    assert result["gain"] == pytest.approx(result["member_rel_l2"] - result["ensemble_rel_l2"])  # positive: better
+    assert result["gain_over_best"] == pytest.approx(min(errors) - result["ensemble_rel_l2"])
+
+
+def test_a_task_with_neither_accuracy_nor_relative_error_has_no_gain(tiny_zoo):
+    models = {"a": nn.Identity(), "b": nn.Identity()}
+    losses = {id(models["a"]): 1.0, id(models["b"]): 3.0}  # the ensemble: 2.0
+    cell = SimpleNamespace(id="loss-only", model_ids=["a", "b"], diverged=[], model=models.get,
+                           evaluate=lambda model, split="test": {"loss": losses.get(id(model), 2.0)})
+    result = Ensemble().run(cell, context(tiny_zoo))
+    assert result == {"models": 2.0, "ensemble_loss": 2.0, "member_loss": 2.0}

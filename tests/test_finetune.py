@@ -1,4 +1,5 @@
-"""finetune: the new head, the fixed-budget comparison with scratch, and the digits transfer target."""
+"""finetune: the new head, the fixed-budget comparison with scratch, the digits transfer target, and
+the PINN's form: the same PDE at another beta, a warm start trained with L-BFGS."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from test_epochavg import pinn_cells
 from zoobench.bench.cells import open_cells
 from zoobench.errors import ZoobenchError
 from zoobench.method import Context, contract_problems, make_config
@@ -109,9 +111,11 @@ def test_finetune_trains_both_models_on_the_target_with_one_budget(tiny_zoo, cel
     target = full_calls[0][2]
     assert len(full_calls) == 2 * len(cell.model_ids)
     assert all(c[:2] == (60, 0.05) and c[2] is target and c[3] == 32 and c[5] is None for c in full_calls)
+    assert all(c[1] == 0.01 for c in calls)  # the default lr for SGD
     assert [c[4] for c in full_calls] == [0, 0, 1, 1, 2, 2]  # the same data order for both models of a seed
     assert all(c[5] == 2 for c in calls)  # head_only: the new head's weight and bias, nothing else
-    assert set(result) == {"target_acc", "scratch_acc", "source_acc", "gain", "models"}
+    assert set(result) == {"target_acc", "scratch_acc", "source_acc", "target_loss", "scratch_loss", "source_loss",
+                           "gain", "models"}
     assert all(math.isfinite(v) for v in result.values()) and result["models"] == 3
     assert result["gain"] == pytest.approx(result["target_acc"] - result["scratch_acc"])
     assert result["target_acc"] > untrained["target_acc"] + 0.1
@@ -120,8 +124,11 @@ def test_finetune_trains_both_models_on_the_target_with_one_budget(tiny_zoo, cel
 
 def test_a_zoo_without_a_usable_target_is_a_clear_error(tiny_zoo, cell):
     no_target = Context(config=make_config(Finetune), spec=tiny_zoo.spec.with_overrides({"data.transfer_target": None}))
-    with pytest.raises(ZoobenchError, match=r"\[data\] transfer_target"):
+    with pytest.raises(ZoobenchError, match=r"\[data\] transfer_target.*or --set target_load=VALUE"):
         Finetune().run(cell, no_target)
+    by_load = Context(config=make_config(Finetune, {"target_load": "32"}), spec=tiny_zoo.spec)
+    with pytest.raises(ZoobenchError, match="target_load needs a zoo whose load is a dataset option.*model.width"):
+        Finetune().run(cell, by_load)
     target = context(tiny_zoo).load_data(TARGET)
     wide = type(target)(*(t.repeat(1, 1, 1, 2) if t.dim() == 4 else t for t in (
         target.x_train, target.y_train, target.x_test, target.y_test, target.mean, target.std)))
@@ -146,3 +153,58 @@ def test_the_digits_transfer_target_moves_every_image_by_one_pixel(tiny_zoo, cel
     on_source = np.mean([source.evaluate(m)["acc"] for m in models])
     on_target = np.mean([target.evaluate(m)["acc"] for m in models])
     assert on_target < on_source - 0.3  # the source models do not solve it as they are
+
+
+@pytest.fixture(scope="module")
+def pinn_cell(tmp_path_factory):
+    return pinn_cells(tmp_path_factory.mktemp("finetune_pinn"))["beta1-lr1"]
+
+
+def pinn_context(cell, **settings: str) -> Context:
+    return Context(config=make_config(Finetune, settings), spec=cell.spec)
+
+
+def test_on_the_pinn_the_target_is_the_pde_at_another_beta_and_the_whole_model_is_kept(pinn_cell):
+    with pytest.raises(ZoobenchError, match="no transfer target.*target_load"):
+        Finetune().run(pinn_cell, pinn_context(pinn_cell))
+    result = Finetune().run(pinn_cell, pinn_context(pinn_cell, target_load="5", steps="0"))
+    target = pinn_context(pinn_cell).load_data("convection", **{**pinn_cell.recipe["data"]["options"], "beta": 5.0})
+    transferred = [target.evaluate(model)["rel_l2"] for model in pinn_cell.models()]  # untouched: a warm start
+    scratch = [target.evaluate(pinn_cell.build_model(i))["rel_l2"] for i in range(len(pinn_cell.model_ids))]
+    assert result["target_rel_l2"] == pytest.approx(np.mean(transferred), rel=1e-6)
+    assert result["scratch_rel_l2"] == pytest.approx(np.mean(scratch), rel=1e-6)
+    own = [pinn_cell.evaluate(model)["rel_l2"] for model in pinn_cell.models()]
+    assert result["source_rel_l2"] == pytest.approx(np.mean(own), rel=1e-6)
+    assert result["gain"] == pytest.approx(result["scratch_rel_l2"] - result["target_rel_l2"])
+    assert not any(key.endswith("_acc") for key in result) and result["models"] == 2
+
+
+def test_on_the_pinn_both_models_train_with_lbfgs_and_improve(pinn_cell):
+    calls = []
+    fit = pinn_cell.fit
+
+    def spy(model, steps, lr, **options):
+        calls.append((steps, lr, options["optimizer"]))
+        return fit(model, steps, lr, **options)
+
+    pinn_cell.fit = spy
+    try:
+        untrained = Finetune().run(pinn_cell, pinn_context(pinn_cell, target_load="5", steps="0"))
+        calls.clear()
+        trained = Finetune().run(pinn_cell, pinn_context(pinn_cell, target_load="5", steps="40"))
+    finally:
+        del pinn_cell.fit
+    assert calls == [(40, 1.0, "lbfgs")] * 4  # auto: the zoo trains with L-BFGS; its default lr is 1
+    assert trained["target_rel_l2"] < untrained["target_rel_l2"] - 0.1
+    assert trained["scratch_rel_l2"] < untrained["scratch_rel_l2"] - 0.1
+
+
+def test_lbfgs_fitting_trains_only_the_parameters_given(pinn_cell):
+    model = pinn_cell.model(pinn_cell.model_ids[0])
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    loss = pinn_cell.fit(model, 20, 1.0, parameters=model[-1].parameters(), optimizer="lbfgs")
+    changed = {name for name, p in model.named_parameters() if not torch.equal(p, before[name])}
+    last = len(model) - 1
+    assert changed == {f"{last}.weight", f"{last}.bias"}
+    assert loss == pytest.approx(pinn_cell.data.loss(model, (pinn_cell.data.interior,))[0].item())
+    assert not model.training

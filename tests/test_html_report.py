@@ -25,7 +25,7 @@ def test_report_is_self_contained_and_states_provenance(two_methods, tmp_path):
     assert len(sources) == 1 + 2 + 1  # zoo sheet, one heatmap per method, the comparison
     assert all(s.startswith("data:image/png;base64,") for s in sources)
     assert not re.search(r"(href|src)=['\"]?(https?:|file:|//)", page)  # nothing to fetch
-    assert spec.fingerprint in page and "ensemble v1, config" in page and "rebasin v1, config" in page
+    assert spec.fingerprint in page and "ensemble v2, config" in page and "rebasin v2, config" in page
     assert "95% CI, bootstrap over cells" in page and "ensemble vs rebasin on gain" in page
     assert "12 models" in page  # 4 cells x 3 seeds behind every method
 

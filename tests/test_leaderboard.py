@@ -138,6 +138,7 @@ def test_publish_is_byte_for_byte_stable_and_complete(zoo_copy, tmp_path):
         assert report.folders == [folder / spec.name / "ensemble"] and report.index == folder / "README.md"
     files = sorted(p.relative_to(folders[0]) for p in folders[0].rglob("*") if p.is_file())
     assert files == sorted([Path("README.md"), Path(spec.name, "seed_noise.csv"), Path(spec.name, leaderboard.SHEET),
+                            *(Path(spec.name, name) for name in leaderboard.CLAIM_FILES),
                             *(Path(spec.name, "ensemble", name) for name in leaderboard.CELL_FILES)])
     for name in files:
         assert (folders[0] / name).read_bytes() == (folders[1] / name).read_bytes(), name

@@ -1,5 +1,6 @@
 """The prune method: exact zero counts per mode, biases and norms untouched, sparsity 0 is the dense
-model, masks survive retraining, and a real cell's accuracy curve is sane."""
+model, masks survive retraining, a real cell's accuracy curve is sane, and the headline measures
+what pruning keeps above chance (a model at chance scores 0, for classification and the PINN)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from torch import nn
 
 from zoobench.models import vit
 from zoobench.bench.cells import open_cells
-from zoobench.data import DATASETS
+from fabricate import fabricate
+from zoobench.data import DATASETS, load_dataset
 from zoobench.method import Context, make_config
 from zoobench.methods.prune import Prune, prunable, prune_model
 
@@ -86,34 +88,123 @@ def test_masks_stay_in_place_through_retraining_and_attention_out_proj_is_left_d
 
 
 def test_sparsity_zero_is_the_dense_model_and_the_curve_falls(tiny_zoo, cells):
-    result = Prune().run(cells["w16-bs64"], context(tiny_zoo, sparsities="[0.0, 0.3, 0.6, 0.9, 0.99]"))
+    cell = cells["w16-bs64"]
+    result = Prune().run(cell, context(tiny_zoo, sparsities="[0.0, 0.3, 0.6, 0.9, 0.99]"))
     assert result["acc_s0"] == result["dense_acc"] and result["loss_s0"] == result["dense_loss"]
     assert result["dense_acc"] > 0.5
     assert result["acc_s0.99"] < result["dense_acc"] - 0.2  # 1% of the weights left: near chance
     assert result["acc_s0.3"] >= result["acc_s0.9"] - 0.05
     assert result["max_sparsity"] in (0.0, 0.3, 0.6, 0.9)
+    assert result["chance"] == cell.data.chance("test")
 
 
-def test_max_sparsity_is_the_last_sparsity_before_the_first_drop(tiny_zoo):
+def fake_cell(evaluate, chance: float | None = 0.1) -> SimpleNamespace:
+    """One seed, a 10 x 10 Linear model (every grid sparsity an exact count) and `evaluate(model)`."""
+    model = nn.Linear(10, 10)
+    return SimpleNamespace(id="fake", model_ids=["a"], diverged=[], model=lambda model_id: model,
+                           recalibrate=lambda m: None, evaluate=evaluate,
+                           data=SimpleNamespace(chance=lambda split: chance))
+
+
+def accuracy_cell(accuracies: dict[float, float], dense: float, chance: float = 0.1) -> SimpleNamespace:
+    """A fake whose accuracy is `dense` unpruned and accuracies[sparsity] pruned (dense where missing)."""
+    def evaluate(model):
+        sparsity = _sparsity(model)
+        return {"loss": 1.0, "acc": dense if sparsity is None else accuracies.get(sparsity, dense)}
+
+    return fake_cell(evaluate, chance)
+
+
+def test_max_sparsity_is_the_last_sparsity_before_the_first_drop_above_chance(tiny_zoo):
     accuracies = {0.1: 0.9, 0.5: 0.895, 0.7: 0.85, 0.9: 0.9}  # dense 0.9; a recovery after the drop
-    model = nn.Linear(10, 10)  # 100 weights: every grid sparsity is an exact count
-    cell = SimpleNamespace(id="fake", model_ids=["a"], diverged=[], model=lambda model_id: model,
-                           recalibrate=lambda m: None,
-                           evaluate=lambda m: {"loss": 1.0, "acc": accuracies.get(_sparsity(m), 0.9)})
-    result = Prune().run(cell, context(tiny_zoo, sparsities="[0.1, 0.5, 0.7, 0.9]", margin="0.01"))
+    grid = {"sparsities": "[0.1, 0.5, 0.7, 0.9]"}
+    result = Prune().run(accuracy_cell(accuracies, 0.9), context(tiny_zoo, **grid, keep="0.99"))
     assert [result[f"acc_s{s:g}"] for s in (0.1, 0.5, 0.7, 0.9)] == [0.9, 0.895, 0.85, 0.9]
-    assert result["max_sparsity"] == 0.5
+    assert result["chance"] == 0.1
+    assert result["max_sparsity"] == 0.5  # 0.895 - 0.1 >= 0.99 x 0.8; 0.85 - 0.1 is not
     accuracies[0.1] = 0.8
-    assert Prune().run(cell, context(tiny_zoo, sparsities="[0.1, 0.5, 0.7, 0.9]"))["max_sparsity"] == 0.0
+    assert Prune().run(accuracy_cell(accuracies, 0.9), context(tiny_zoo, **grid))["max_sparsity"] == 0.0
+    loose = context(tiny_zoo, **grid, keep="0.9")  # 0.85 - 0.1 keeps 94% of 0.8: only the first drop counts
+    assert Prune().run(accuracy_cell({0.7: 0.85}, 0.9), loose)["max_sparsity"] == 0.9
 
 
-def test_a_task_without_accuracy_gets_its_metrics_per_sparsity_and_no_headline(tiny_zoo):
-    model = nn.Linear(10, 1)
-    cell = SimpleNamespace(id="pinn", model_ids=["a"], diverged=[], model=lambda model_id: model,
-                           recalibrate=lambda m: None,
-                           evaluate=lambda m: {"loss": 1.0, "rel_l2": float((m.weight == 0).sum())})
+@pytest.mark.parametrize("dense, pruned, expected", [
+    (0.1, 0.1, 0.0),  # at chance, and pruning cannot take it lower: version 1 scored this 0.9
+    (0.08, 0.08, 0.0),  # below chance
+    (0.12, 0.11, 0.0),  # barely above chance, and half of that lost at once
+    (0.9, 0.9, 0.9),  # a robust model keeps everything over the whole grid
+    (0.9, 0.8, 0.0),  # a fragile one nothing
+])
+def test_a_model_at_chance_scores_nothing_and_a_robust_one_the_whole_grid(tiny_zoo, dense, pruned, expected):
+    cell = accuracy_cell({s: pruned for s in (0.1, 0.5, 0.9)}, dense)
+    assert Prune().run(cell, context(tiny_zoo, sparsities="[0.1, 0.5, 0.9]"))["max_sparsity"] == expected
+
+
+def test_a_real_model_collapsed_to_a_constant_prediction_scores_zero(tiny_zoo, cells):
+    """The worst-phase failure of version 1, on real data: a network that always predicts one class
+    stays at chance however hard it is pruned, so 'within a margin of dense' held at every sparsity."""
+    cell = copy.copy(cells["w16-bs64"])
+    majority = int(torch.bincount(cell.data.y_test).argmax())
+
+    def collapsed(model_id):
+        model = cells["w16-bs64"].model(model_id)
+        with torch.no_grad():
+            model[-1].weight.mul_(1e-3)  # the smallest weights: pruned first, as in a dead network
+            model[-1].bias.copy_(torch.nn.functional.one_hot(torch.tensor(majority), 10).float() * 10)
+        return model
+
+    cell.model = collapsed
+    result = Prune().run(cell, context(tiny_zoo, sparsities="[0.1, 0.5, 0.9]"))
+    assert result["dense_acc"] == result["chance"] == result["acc_s0.9"]  # at chance, pruned or not
+    assert result["max_sparsity"] == 0.0
+    robust = Prune().run(cells["w16-bs64"], context(tiny_zoo, sparsities="[0.1, 0.5, 0.9]"))
+    assert robust["dense_acc"] > robust["chance"] + 0.5 and robust["max_sparsity"] >= 0.1
+
+
+def test_chance_is_what_evaluate_gives_the_best_constant_prediction(tmp_path, cells):
+    class Constant(nn.Module):
+        def __init__(self, index: int, outputs: int) -> None:
+            super().__init__()
+            self.index, self.outputs = index, outputs
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, classes) for images, (B, T, vocab) for tokens
+            return nn.functional.one_hot(torch.full(x.shape[:1] if x.dim() > 2 else x.shape, self.index),
+                                         self.outputs).float()
+
+    digits = cells["w16-bs64"].data
+    for split in ("test", "train"):
+        assert digits.chance(split) == max(digits.evaluate(Constant(c, 10), split)["acc"] for c in range(10))
+    assert 0.1 <= digits.chance("test") < 0.11  # a stratified split of nearly balanced classes
+    fabricate("openwebtext", tmp_path)
+    tokens = load_dataset("openwebtext", tmp_path, block_size=16)
+    ys = torch.cat([y.flatten() for _, y in tokens._evaluation_batches("test")])
+    mode = int(torch.bincount(ys).argmax())
+    assert tokens.chance("test") == tokens.evaluate(Constant(mode, 97))["acc"] == pytest.approx(
+        (ys == mode).float().mean().item())
+    assert load_dataset("convection").chance("test") is None
+
+
+def test_the_pinn_headline_is_what_pruning_keeps_of_its_error_reduction_over_zero(tiny_zoo):
+    def pinn(dense: float, errors: dict[float, float]) -> SimpleNamespace:
+        def evaluate(model):
+            sparsity = _sparsity(model)
+            return {"loss": 1.0, "rel_l2": dense if sparsity is None else errors.get(sparsity, dense)}
+
+        return fake_cell(evaluate, chance=None)
+
+    grid = context(tiny_zoo, sparsities="[0.1, 0.5, 0.7, 0.9]")
+    result = Prune().run(pinn(0.02, {0.1: 0.025, 0.5: 0.0298, 0.7: 0.04, 0.9: 0.02}), grid)
+    assert "chance" not in result and result["dense_rel_l2"] == 0.02 and result["rel_l2_s0.7"] == 0.04
+    assert result["max_sparsity"] == 0.5  # 1 - 0.0298 >= 0.99 x 0.98; 1 - 0.04 is not
+    assert Prune().run(pinn(1.0, {}), grid)["max_sparsity"] == 0.0  # no better than u = 0, and stays so
+    assert Prune().run(pinn(1.3, {}), grid)["max_sparsity"] == 0.0
+    assert Prune().run(pinn(0.9, {0.1: 0.902}), grid)["max_sparsity"] == 0.0  # a failed solution keeps little
+
+
+def test_a_task_with_neither_accuracy_nor_rel_l2_gets_its_metrics_per_sparsity_and_no_headline(tiny_zoo):
+    cell = fake_cell(lambda m: {"loss": float((m.weight == 0).sum())}, chance=None)
     result = Prune().run(cell, context(tiny_zoo, sparsities="[0.5]"))
-    assert result == {"dense_loss": 1.0, "dense_rel_l2": 0.0, "loss_s0.5": 1.0, "rel_l2_s0.5": 5.0}
+    assert result == {"dense_loss": 0.0, "loss_s0.5": 50.0}
 
 
 def _sparsity(model: nn.Module) -> float | None:

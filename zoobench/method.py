@@ -287,35 +287,65 @@ class Cell:
         recalibrate_batchnorm(model, (data or self.data).fixed_batches("train", batches, batch_size, seed))
 
     def fit(self, model: nn.Module, steps: int, lr: float, data: TaskData | None = None, batch_size: int = 64,
-            seed: int = 0, momentum: float = 0.9, weight_decay: float = 5e-4, parameters=None) -> float:
+            seed: int = 0, momentum: float = 0.9, weight_decay: float = 5e-4, parameters=None,
+            optimizer: Literal["sgd", "lbfgs"] = "sgd") -> float:
         """Train `model` for `steps` SGD steps with a cosine schedule on `data` (default: the cell's).
 
         Fine-tuning, masked retraining and from-scratch baselines all go through this one loop, so
         their budgets are comparable. Only `parameters` (default: all) are updated. Returns the mean
         loss of the last 10% of the steps (NaN when training diverged).
+
+        ``optimizer="lbfgs"`` is for full-batch tasks trained with L-BFGS (the PINN, which SGD barely
+        moves in a few hundred steps): one batch (for the PINN, all its collocation points), L-BFGS
+        with a strong Wolfe line search and history 50 as the PINN zoo trains, for up to `steps`
+        iterations and 1.25 x `steps` loss evaluations (torch's default ratio); `lr` is its initial
+        step length, `momentum` and `weight_decay` are not used. Returns the loss after training.
         """
         import torch
 
         from zoobench.train.optim import endless
 
         data = data or self.data
-        optimizer = torch.optim.SGD(list(parameters or model.parameters()), lr=lr, momentum=momentum,
-                                    weight_decay=weight_decay)
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, steps))
         generator = torch.Generator().manual_seed(seed)
         batches = endless(lambda: data.batches(batch_size, generator, None))
+        if optimizer == "lbfgs":
+            return _fit_lbfgs(model, steps, lr, data, next(batches), parameters)
+        sgd = torch.optim.SGD(list(parameters or model.parameters()), lr=lr, momentum=momentum,
+                              weight_decay=weight_decay)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(sgd, max(1, steps))
         model.train()
         tail = []
         for step in range(steps):
             loss, _ = data.loss(model, next(batches))
-            optimizer.zero_grad(set_to_none=True)
+            sgd.zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
+            sgd.step()
             schedule.step()
             if step >= steps - max(1, steps // 10):
                 tail.append(loss.detach())
         model.eval()
         return torch.stack(tail).mean().item() if tail else float("nan")
+
+
+def _fit_lbfgs(model: nn.Module, steps: int, lr: float, data: TaskData, batch: Batch, parameters) -> float:
+    """`Cell.fit` with L-BFGS: one optimizer step of up to `steps` iterations on one batch."""
+    import torch
+
+    model.train()
+    if steps > 0:
+        lbfgs = torch.optim.LBFGS(list(parameters or model.parameters()), lr=lr, max_iter=steps, history_size=50,
+                                  line_search_fn="strong_wolfe")
+
+        def closure() -> torch.Tensor:
+            lbfgs.zero_grad(set_to_none=True)
+            loss, _ = data.loss(model, batch)
+            loss.backward()
+            return loss
+
+        lbfgs.step(closure)
+    loss = data.loss(model, batch)[0].item()
+    model.eval()
+    return loss
 
 
 @dataclass

@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from zoobench.cli import leaderboard, run, zoo  # noqa: F401  (importing them registers their commands)
+from zoobench.cli import claims, leaderboard, run, zoo  # noqa: F401  (importing them registers their commands)
 from zoobench.cli.app import app, errors
 from zoobench.errors import ZoobenchError
 

@@ -78,6 +78,10 @@ class ConvectionProblem:
         error = prediction - self.exact
         return {"loss": error.pow(2).mean().item(), "rel_l2": (error.norm() / self.exact.norm()).item()}
 
+    def chance(self, split: str = "test") -> None:
+        """None: the PDE has no accuracy (its trivial prediction, u = 0, has rel_l2 exactly 1)."""
+        return None
+
 
 def load(info: DatasetInfo, options: dict[str, Any], data_root: Path | None) -> ConvectionProblem:
     generator = torch.Generator().manual_seed(0)

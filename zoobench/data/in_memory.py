@@ -64,6 +64,11 @@ class InMemoryClassification:
             correct += (logits.argmax(1) == target).sum()
         return {"loss": loss.item() / len(y), "acc": correct.item() / len(y)}
 
+    def chance(self, split: str = "test") -> float:
+        """The most frequent class's share of the split: the accuracy of always predicting it."""
+        labels = self.y_test if split == "test" else self.y_train
+        return torch.bincount(labels).max().item() / len(labels)
+
     def loss(self, model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]
              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Mean cross-entropy of a training batch, and its accuracy."""

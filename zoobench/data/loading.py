@@ -26,9 +26,11 @@ def _load_cached(dataset: str, options_json: str, data_root: str | None) -> Task
 
 def load_data(recipe: dict[str, Any], data_root: str | Path | None = None) -> TaskData:
     """The dataset of a recipe (``ZooSpec.recipe()`` or a params.json's "recipe"), loaded once per process
-    and shared by every model trained or evaluated on it."""
+    and shared by every model trained or evaluated on it. An option the recipe lacks (one added to the
+    dataset after the zoo was stored) takes its default, which is the behaviour from before it existed."""
     data = recipe["data"]
-    return _load_cached(data["dataset"], json.dumps(data["options"], sort_keys=True),
+    options = {**DATASETS.get(data["dataset"]).options, **data["options"]}
+    return _load_cached(data["dataset"], json.dumps(options, sort_keys=True),
                         str(data_root) if data_root else None)
 
 

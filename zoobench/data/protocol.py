@@ -38,3 +38,8 @@ class TaskData(Protocol):
 
     def evaluate(self, model: torch.nn.Module, split: str = "test") -> dict[str, float]:
         """Clean (non-augmented) metrics of `model` on a whole split: "loss" and the task's own ("acc", ...)."""
+
+    def chance(self, split: str = "test") -> float | None:
+        """The "acc" that `evaluate` reports on `split` for the best constant prediction (the most frequent
+        label's share of the examples it scores): what a model that learned nothing gets. At least
+        1 / classes, more on an unbalanced split. None for tasks without accuracy."""

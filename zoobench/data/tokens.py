@@ -69,18 +69,27 @@ class TokenBlocks:
     @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, split: str = "test") -> dict[str, float]:
         """Mean loss and token accuracy on up to EVAL_BATCHES x EVAL_BATCH_SIZE blocks, the same on every call."""
-        file = {"train": self.train, "test": self.test}[split]
-        generator = torch.Generator().manual_seed(EVAL_SEED)
-        batches = min(EVAL_BATCHES, max(1, file.blocks(self.block_size) // EVAL_BATCH_SIZE))
         loss = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device)
-        for _ in range(batches):
-            x, y = self._batch(file, self._offsets(file, EVAL_BATCH_SIZE, generator))
+        tokens = 0
+        for x, y in self._evaluation_batches(split):
             logits = model(x)
             loss += F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum")
             correct += (logits.argmax(-1) == y).sum()
-        tokens = batches * EVAL_BATCH_SIZE * self.block_size
+            tokens += y.numel()
         return {"loss": loss.item() / tokens, "acc": correct.item() / tokens}
+
+    def chance(self, split: str = "test") -> float:
+        """The share of the most frequent next token among the tokens `evaluate` scores."""
+        counts = sum(torch.bincount(y.flatten().cpu(), minlength=65536) for _, y in self._evaluation_batches(split))
+        return counts.max().item() / counts.sum().item()
+
+    def _evaluation_batches(self, split: str) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The blocks `evaluate` scores: up to EVAL_BATCHES batches at offsets fixed by EVAL_SEED."""
+        file = {"train": self.train, "test": self.test}[split]
+        generator = torch.Generator().manual_seed(EVAL_SEED)
+        for _ in range(min(EVAL_BATCHES, max(1, file.blocks(self.block_size) // EVAL_BATCH_SIZE))):
+            yield self._batch(file, self._offsets(file, EVAL_BATCH_SIZE, generator))
 
     def fixed_batches(self, split: str, count: int, size: int, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """`count` batches of `size` blocks at offsets fixed by `seed`, the same for every model."""

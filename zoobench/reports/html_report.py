@@ -45,6 +45,7 @@ def write_report(spec: ZooSpec, path: str | Path, store: Store | None = None, me
     its default config) and the given method pairs compared; nothing is computed but figures."""
     from zoobench.landscape.phases import phase_table
     from zoobench.reports.boards import from_store, overview, overview_grid, stored_methods
+    from zoobench.reports.claims import check_claims, grid as claims_grid, provenance as claims_provenance
     from zoobench.reports.compare import compare
     from zoobench.reports.figures import heatmap, zoo_sheet
 
@@ -66,6 +67,9 @@ def write_report(spec: ZooSpec, path: str | Path, store: Store | None = None, me
         if boards:
             parts += ["<h2>Headlines by phase</h2>", f"<p class=meta>mean [{tables.CI_NOTE}] n=cells</p>",
                       _html_table(overview_grid(overview(boards)))]
+        found = check_claims(spec, store, epoch, names, plugins)
+        parts += ["<h2 id=claims>Paper claims</h2>", f"<p class=meta>{_text(claims_provenance(found))}</p>",
+                  _html_table(claims_grid(found))]
         for b in boards:
             parts += [f"<h2 id='{_text(b.method)}'>{_text(b.method)}</h2>", _provenance(b)]
             if b.scope == "cell":

@@ -14,6 +14,8 @@ same bytes::
     <out>/<zoo>/<method>/phases.csv|.md   per phase and over all cells: cells, models, mean, std of every
                                           number; the headline's 95% CI (bootstrap over cells)
     <out>/<zoo>/<method>/heatmap.png      the headline over the grid
+    <out>/<zoo>/claims.csv|.md            the paper's findings tested on the zoo (`zoobench.reports.claims`):
+                                          statistic, bootstrap CI and verdict per claim
     (zoo-scope methods such as probe: units.csv|.md and summary.csv|.md over their splits, no heatmap)
     <out>/reference/<zoo>/phases.csv|.md  a shipped reference zoo (the paper's published metrics): every
     <out>/reference/<zoo>/sheet.png       cell's phase, reason and metrics, and its zoo sheet
@@ -29,7 +31,7 @@ from pathlib import Path
 from typing import Sequence
 
 from zoobench.errors import ZoobenchError
-from zoobench.reports import tables
+from zoobench.reports import claims, tables
 from zoobench.reports.boards import (NOISE, PROVENANCE, Board, board_markdown, from_folder, from_store, overview,
                                      overview_grid, phase_labels, seed_noise, stored_methods)
 from zoobench.spec import ZooSpec
@@ -39,6 +41,7 @@ SHEET = "sheet.png"  # the zoo sheet: loss-landscape metrics, phases and every p
 REPORT = "report.png"  # a headless-Chromium screenshot of `zoobench report` (written by that command)
 CELL_FILES = ("provenance.json", "cells.csv", "cells.md", "phases.csv", "phases.md", "heatmap.png")
 ZOO_FILES = ("provenance.json", "units.csv", "units.md", "summary.csv", "summary.md")
+CLAIM_FILES = (claims.CSV, claims.MD)  # <out>/<zoo>/: the paper's claims tested on the zoo
 PUBLISH_COMMAND = "zoobench leaderboard publish --zoo {zoo} --out leaderboards"
 REFERENCE = "reference"  # <out>/reference/<zoo>/: the published reference zoos
 REFERENCE_COMMAND = "zoobench leaderboard reference --out leaderboards"
@@ -78,6 +81,7 @@ def publish(spec: ZooSpec, store: Store | None = None, methods: Sequence[str] | 
         atomic.write_text(zoo_folder / NOISE, tables.to_csv(noise))
     for b in boards:
         report.folders.append(write_board(b, spec, zoo_folder / b.method))
+    claims.write(claims.check_claims(spec, store, epoch, names, plugins), zoo_folder)
     from zoobench.reports.figures import zoo_sheet
 
     zoo_sheet(store.zoo(spec), zoo_folder / SHEET, [(f"{b.method}: {b.headline}", b.table, b.headline)
@@ -107,12 +111,16 @@ def publish_reference(store: Store | None = None, names: Sequence[str] | None = 
         grid = grid.rename_axis(index=None, columns=None).reset_index(names=f"{spec.grid.temperature.short} \\ "
                                                                               f"{spec.grid.load.short}")
         counts = _phase_counts(labelled["phase"])
+        found = claims.check_claims(spec, store)
         atomic.write_text(folder / "phases.md", "\n".join([
             f"# {name}: phases at epoch {spec.metric_epoch}", "",
             f"Published metrics ({CITATION}), imported by zoobench from `{zoo.spec.source.rsplit('/', 1)[-1]}`; "
             f"labelled by zoobench's phase rule. Regenerate with `{REFERENCE_COMMAND}`.", "",
             f"- rule: {rule.summary()}", f"- CKA: {labelled['cka_estimator'].iloc[0]}", f"- cells: {counts}", "",
-            tables.to_markdown(grid).rstrip(), ""]))
+            tables.to_markdown(grid).rstrip(), "", "## Paper claims", "",
+            f"The paper's findings tested on these published metrics ({claims.CI_NOTE}); the findings about "
+            f"methods need weights, which a reference zoo does not have.", "",
+            tables.to_markdown(claims.grid(found)).rstrip(), ""]))
         zoo_sheet(zoo, folder / SHEET)
         report.folders.append(folder)
     report.index = write_index(out)
@@ -177,6 +185,7 @@ def write_index(out: str | Path) -> Path:
             lines.append(f"- `{p['method']}` v{p['version']}, config `{p['config_hash']}` ({config}); "
                          f"{p['ok_units']}/{p['units']} units ok, {p['models']} models: {files}")
         lines.append("")
+        lines += claims.index_lines(zoo, zoo.relative_to(out).as_posix())
     references = sorted((out / REFERENCE).glob("*/phases.csv"))
     if references:
         lines += ["## Reference zoos: the paper's published metrics", "",
