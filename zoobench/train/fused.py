@@ -51,8 +51,6 @@ def fusable(spec: ZooSpec, device: str = "cpu") -> str | None:
         return f"task {DATASETS.get(spec.data.dataset).task} is not classification"
     if training.optimizer not in ("sgd", "adamw"):
         return f"optimizer {training.optimizer} steps each model with its own line search"
-    if training.grad_clip is not None:
-        return "gradient clipping needs per-model norms"
     with torch.device("meta"):  # the architecture without allocating it
         model = build_model(spec.recipe())
     if (problem := fused_form_problem(model)) is not None:
@@ -193,6 +191,17 @@ class _SeedBatches:
         return batch
 
 
+def clip_per_seed(parameters, seeds: int, max_norm: float) -> None:
+    """`torch.nn.utils.clip_grad_norm_` on each seed's own gradient: every fused parameter holds the
+    seeds' parts one after another along its first dimension, so each seed's global norm is a sum over
+    its blocks, and its blocks are scaled by its own coefficient, as when it trains alone."""
+    grads = [p.grad.unflatten(0, (seeds, -1)) for p in parameters if p.grad is not None]
+    norms = torch.stack([g.detach().pow(2).flatten(1).sum(1) for g in grads]).sum(0).sqrt()
+    scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(scale.view(seeds, *([1] * (g.dim() - 1))).to(g.dtype))
+
+
 class _Fixed(nn.Module):
     """Hands precomputed logits to a dataset's loss, which calls ``model(images)``."""
 
@@ -233,6 +242,7 @@ class FusedTraining:
         self.steps = training.steps_per_epoch or self.data.steps_per_epoch(training.batch_size)
         self.optimizer, self.schedule = make_optimizer(self.stacked, training, self.steps * training.epochs)
         self.lr = self.optimizer.param_groups[0]["lr"]
+        self.clip = training.grad_clip
 
     def model(self, index: int) -> nn.Module:
         self.models[index].load_state_dict(self.stacked.state_dict_of(index))
@@ -250,6 +260,8 @@ class FusedTraining:
                 results = [self.data.loss(_Fixed(logits[s]), batch) for s, batch in enumerate(batches)]
             self.optimizer.zero_grad(set_to_none=True)
             torch.stack([loss for loss, _ in results]).sum().backward()  # seed s's gradient is its own loss's
+            if self.clip is not None:
+                clip_per_seed(self.stacked.parameters(), len(self.keys), self.clip)
             self.optimizer.step()
             lr = self.optimizer.param_groups[0]["lr"]
             if self.schedule is not None:
