@@ -10,8 +10,9 @@ import pytest
 
 from conftest import QUIET, zoobench_cli
 from zoobench.reports import claims
-from zoobench.reports.claims import (CLAIMS, INCONCLUSIVE, NOT_APPLICABLE, NOT_REPRODUCED, REPRODUCED, AbsMean, Claim,
-                                     Contrast, Quantity, TopShare, assess, evaluate, resample, verdict)
+from zoobench.reports.claim_statistics import AbsMean, Contrast, Quantity, TopShare
+from zoobench.reports.claims import (CLAIMS, INCONCLUSIVE, NOT_APPLICABLE, NOT_REPRODUCED, REPRODUCED, Claim, assess,
+                                     evaluate, resample, verdict)
 
 PHASES = ("I", "II", "III", "IV-A", "IV-B")
 CELLS_PER_PHASE = 8

@@ -11,6 +11,12 @@ from zoobench.reports.panels import is_signed
 from zoobench.spec import load_spec
 
 
+def grid_7x7():
+    """A digits spec with a fixed 7 x 7 grid (widths 2..128, batch sizes 4..256) that the cells below name."""
+    return load_spec("digits_mlp").with_overrides({"grid.load.values": [2, 4, 8, 16, 32, 64, 128],
+                                                   "grid.temperature.values": [4, 8, 16, 32, 64, 128, 256]})
+
+
 def results(values: dict[str, tuple[str, float]]) -> pd.DataFrame:
     return pd.DataFrame([{"unit": unit, "phase": phase, "status": "ok", "n_models": 3, "gain": value}
                          for unit, (phase, value) in values.items()])
@@ -23,7 +29,7 @@ def test_signed_metrics_get_a_diverging_colormap(metric, values, signed):
 
 
 def test_heatmap_is_a_png_with_missing_cells_allowed(tmp_path):
-    spec = load_spec("digits_mlp")
+    spec = grid_7x7()
     table = results({"w2-bs4": ("I", 0.5), "w128-bs256": ("IV-B", -0.25)})
     path = heatmap(table, spec, "gain", tmp_path / "gain.png", "test")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -46,7 +52,7 @@ def heatmaps(figure):
 
 
 def test_the_hottest_temperature_is_the_top_row_and_values_land_in_their_cells(drawn, tmp_path):
-    spec = load_spec("digits_mlp")  # batch sizes 4..256: batch 4 is the hottest
+    spec = grid_7x7()  # batch sizes 4..256: batch 4 is the hottest
     table = results({"w2-bs4": ("I", 1.0), "w128-bs256": ("IV-B", 2.0), "w8-bs16": ("I", 3.0)})
     grid = panels.value_grid(table, spec, "gain")
     assert grid.shape == (7, 7)
@@ -79,7 +85,7 @@ def test_power_of_two_axes_are_log2_spaced_and_others_categorical():
 
 
 def test_signed_metrics_get_symmetric_limits_around_zero(drawn, tmp_path):
-    spec = load_spec("digits_mlp")
+    spec = grid_7x7()
     table = results({"w2-bs4": ("I", 0.1), "w4-bs4": ("I", 0.3), "w8-bs4": ("I", -0.05)})
     table["merged_acc"] = [0.2, 0.9, 0.5]
     heatmap(table, spec, "gain", tmp_path / "g.png", "t")
@@ -104,7 +110,7 @@ def compare_panels():
 
 
 def test_a_compare_row_shares_limits_between_methods_and_not_with_the_difference(drawn, tmp_path):
-    spec = load_spec("digits_mlp")
+    spec = grid_7x7()
     heatmap_row(compare_panels(), spec, tmp_path / "row.png", "compare")
     meshes = [mesh for _, mesh in heatmaps(drawn[0])]
     assert [m.get_clim() for m in meshes] == [pytest.approx((-0.4, 0.4)), pytest.approx((-0.4, 0.4)),
@@ -125,7 +131,7 @@ def test_a_compare_row_shares_limits_between_methods_and_not_with_the_difference
 
 
 def test_the_same_inputs_give_byte_identical_pngs(tmp_path):
-    spec = load_spec("digits_mlp")
+    spec = grid_7x7()
     phases = {"w2-bs4": "I", "w4-bs4": "II"}
     paths = []
     for attempt in ("a", "b"):
@@ -150,7 +156,7 @@ def test_phase_boundaries_are_the_edges_between_different_phases():
 
 
 def test_the_phase_overlay_is_drawn_on_the_cell_edges(drawn, tmp_path):
-    spec = load_spec("digits_mlp")
+    spec = grid_7x7()
     phases = {c.id: ("I" if c.load < 16 else "IV-B") for c in cells(spec)}
     heatmap(results({"w2-bs4": ("I", 1.0)}), spec, "gain", tmp_path / "g.png", "t", phases=phases)
     (axes, _), = heatmaps(drawn[0])

@@ -82,7 +82,6 @@ def run(method: str, spec: ZooSpec, store: Store | None = None, *, settings: dic
     A bad config, epoch or plugin is a `UsageError` before any unit runs. With `generate_missing`,
     models and annotations the zoo lacks are made first; without it, damaged models are reported
     (`RunReport.damaged`) and their cells run with the seeds that are intact."""
-    started = time.perf_counter()
     found = discover(plugins)
     method_class = found.get(method)
     config = make_config(method_class, settings)
@@ -104,6 +103,7 @@ def run(method: str, spec: ZooSpec, store: Store | None = None, *, settings: dic
         report.prepared = _complete(spec, store, method_class, epoch, execution.with_executor(executor))
     else:
         report.damaged = zoo.damaged()
+    started = time.perf_counter()  # the method's own time: generation and annotation report theirs
     annotations, per_model = cell_annotations(zoo, epoch), model_annotations(zoo, epoch)
     units = _units(method_class, config, zoo.checkpoint_hashes(epoch), annotations, per_model, report)
     todo = [(unit, inputs) for unit, inputs in units.items() if not results.is_current(unit, inputs)]

@@ -175,8 +175,8 @@ def write_index(out: str | Path) -> Path:
                   f"`{PUBLISH_COMMAND.format(zoo=first['zoo'])}`. Headline per phase: mean "
                   f"[{tables.CI_NOTE}] n=cells (probe: over its splits).", "",
                   tables.to_markdown(overview_grid(overview(boards))).rstrip(), ""]
-        lines += [f"![{first['zoo']} zoo sheet]({(zoo / name).relative_to(out).as_posix()})"
-                  for name in (SHEET, REPORT) if (zoo / name).exists()] + [""]
+        lines += [f"![{first['zoo']} {what}]({(zoo / name).relative_to(out).as_posix()})"
+                  for name, what in ((SHEET, "zoo sheet"), (REPORT, "HTML report")) if (zoo / name).exists()] + [""]
         for b, f in zip(boards, folders):
             p = b.provenance
             config = ", ".join(f"{k}={v}" for k, v in p["config"].items()) or "no options"
