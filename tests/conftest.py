@@ -123,3 +123,19 @@ def zoo_copy(tiny_zoo, tmp_path):
     store = Store(tmp_path / "home")
     shutil.copytree(tiny_zoo.path, store.zoo(tiny_zoo.spec).path)
     return tiny_zoo.spec, store
+
+
+# A method plugin whose headline is the cell's width, for tests of what surrounds methods.
+WIDTH_PLUGIN = '''
+from zoobench.method import Method
+from zoobench.execution import Execution
+
+
+class Width(Method):
+    name = "width"
+    version = "1"
+    headline = "width"
+
+    def run(self, cell, ctx):
+        return {"width": float(cell.load)}
+'''

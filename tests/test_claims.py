@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import QUIET, zoobench_cli
+from conftest import QUIET, WIDTH_PLUGIN, zoobench_cli
 from zoobench.reports import claims
 from zoobench.reports.claim_statistics import AbsMean, Contrast, Quantity, TopShare
 from zoobench.reports.claims import (CLAIMS, INCONCLUSIVE, NOT_APPLICABLE, NOT_REPRODUCED, REPRODUCED, Claim, assess,
@@ -18,18 +18,6 @@ PHASES = ("I", "II", "III", "IV-A", "IV-B")
 CELLS_PER_PHASE = 8
 CONTRASTS = [c for c in CLAIMS if isinstance(c.statistic, Contrast)]
 
-COUNTER = '''
-from zoobench.method import Method
-
-
-class Counter(Method):
-    name = "counter"
-    version = "1"
-    headline = "width"
-
-    def run(self, cell, ctx):
-        return {"width": float(cell.load)}
-'''
 
 
 def cell_table(values: dict[str, list[float]], column: str) -> pd.DataFrame:
@@ -160,10 +148,10 @@ def test_failed_units_and_unlabelled_cells_take_no_part():
 
 
 def test_a_new_claim_is_one_entry():
-    mine = Claim("z", "-", "wide cells are wide", Contrast(Quantity("width"), ("IV-B",), ("I",)), method="counter")
+    mine = Claim("z", "-", "wide cells are wide", Contrast(Quantity("width"), ("IV-B",), ("I",)), method="width")
     cells = cell_table({"I": [0.0, 0.0, 0.0], "IV-B": [0.0, 0.0, 0.0]}, "test_acc")
     results = pd.DataFrame({"unit": cells["cell_id"], "status": "ok", "width": [4, 4, 4, 16, 16, 16]})
-    row = evaluate(cells, {"counter": results}, claims=[mine]).iloc[0]
+    row = evaluate(cells, {"width": results}, claims=[mine]).iloc[0]
     assert (row["value"], row["ci_low"], row["ci_high"], row["verdict"]) == (12.0, 12.0, 12.0, REPRODUCED)
     assert row["statistic"] == "mean width: IV-B - I"
 
@@ -177,9 +165,9 @@ def counted(zoo_copy, tmp_path):
     from zoobench.bench.runner import run
 
     spec, store = zoo_copy
-    plugin = tmp_path / "counter.py"
-    plugin.write_text(COUNTER)
-    assert not run("counter", spec, store, plugins=[str(plugin)], generate_missing=False, execution=QUIET).failed
+    plugin = tmp_path / "width.py"
+    plugin.write_text(WIDTH_PLUGIN)
+    assert not run("width", spec, store, plugins=[str(plugin)], generate_missing=False, execution=QUIET).failed
     return spec, store, str(plugin)
 
 
@@ -195,12 +183,12 @@ def test_claims_on_a_stored_zoo_read_its_annotations_and_method_results(counted)
     assert methods["reason"].str.endswith(f"--zoo {spec.name}` first").all()
     # a claim on any method's stored results is one more entry
     labelled = tuple(p for p in PHASES if p in set(phase_table(store.zoo(spec))["phase"]))
-    mine = Claim("z", "-", "cells have a width", AbsMean(Quantity("width"), labelled), method="counter",
+    mine = Claim("z", "-", "cells have a width", AbsMean(Quantity("width"), labelled), method="width",
                  threshold=1.0)
     report = claims.check_claims(spec, store, plugins=[plugin], claims=[mine])
     row = report.table.iloc[0]
     assert row["verdict"] == REPRODUCED and row["ci_low"] >= 4, row.to_dict()  # widths 4 and 16
-    assert list(report.methods) == ["counter"] and report.fingerprint == spec.fingerprint
+    assert list(report.methods) == ["width"] and report.fingerprint == spec.fingerprint
     assert claims.render(found, "csv").splitlines()[0] == ",".join(claims.COLUMNS)
     data = json.loads(claims.render(found, "json"))
     assert data["fingerprint"] == spec.fingerprint and [c["id"] for c in data["claims"]] == [c.id for c in CLAIMS]
@@ -228,7 +216,7 @@ def test_publish_and_the_report_carry_the_claims(counted, tmp_path):
     spec, store, plugin = counted
     folders = [tmp_path / "one", tmp_path / "two"]
     for out in folders:
-        publish(spec, store, ["counter"], out, plugins=[plugin])
+        publish(spec, store, ["width"], out, plugins=[plugin])
     written = pd.read_csv(folders[0] / spec.name / "claims.csv")
     assert list(written["id"]) == [c.id for c in CLAIMS]
     by_method = written[written["method"].notna()]
@@ -238,7 +226,7 @@ def test_publish_and_the_report_carry_the_claims(counted, tmp_path):
         assert (folders[0] / path).read_bytes() == (folders[1] / path).read_bytes(), name
     index = (folders[0] / "README.md").read_text()
     assert f"[claims.md]({spec.name}/claims.md)" in index and "| claim | finding | value | 95% CI | verdict |" in index
-    page = write_report(spec, tmp_path / "report.html", store, ["counter"], plugins=[plugin]).read_text()
+    page = write_report(spec, tmp_path / "report.html", store, ["width"], plugins=[plugin]).read_text()
     assert "<h2 id=claims>Paper claims</h2>" in page and "finetune is not among the methods reported here" in page
 
 

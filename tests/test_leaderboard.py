@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import QUIET, zoobench_cli
+from conftest import QUIET, WIDTH_PLUGIN, zoobench_cli
 from zoobench.reports import boards, leaderboard, tables
 from zoobench.errors import UsageError, ZoobenchError
 from zoobench.reports.compare import compare, outcomes, shared_metric, win_table
@@ -19,19 +19,6 @@ from zoobench.bench.runner import run
 ROOT = Path(__file__).resolve().parent.parent
 PNG = b"\x89PNG\r\n\x1a\n"
 
-WIDTH_PLUGIN = '''
-from zoobench.method import Method
-from zoobench.execution import Execution
-
-
-class Width(Method):
-    name = "width"
-    version = "1"
-    headline = "width"
-
-    def run(self, cell, ctx):
-        return {"width": float(cell.load)}
-'''
 
 
 def board(method: str, headline: str, values: dict[str, dict[str, float]], higher_is_better: bool = True,
