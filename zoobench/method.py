@@ -284,7 +284,10 @@ class Cell:
         weight-space operation (interpolating, averaging, permuting). Does nothing without BatchNorm."""
         from zoobench.landscape.weightspace import recalibrate_batchnorm
 
-        recalibrate_batchnorm(model, (data or self.data).fixed_batches("train", batches, batch_size, seed))
+        def fixed():  # a generator: the batches are made only if the model has BatchNorm to recalibrate
+            yield from (data or self.data).fixed_batches("train", batches, batch_size, seed)
+
+        recalibrate_batchnorm(model, fixed())
 
     def fit(self, model: nn.Module, steps: int, lr: float, data: TaskData | None = None, batch_size: int = 64,
             seed: int = 0, momentum: float = 0.9, weight_decay: float = 5e-4, parameters=None,

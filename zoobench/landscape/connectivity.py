@@ -18,6 +18,8 @@ The module never touches a dataset; the caller passes callables:
 
 from __future__ import annotations
 
+import copy
+
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -43,7 +45,8 @@ def linear_path(
     if alphas < 3:
         raise ValueError(f"the linear path needs at least 3 points (one between the endpoints), got {alphas}")
     ts = _grid(alphas)
-    errors = [_evaluate(interpolate(model_a, model_b, t), t, error_fn, recalibrate) for t in ts]
+    scratch = copy.deepcopy(model_a)  # every point is written into it in turn
+    errors = [_evaluate(point_between(model_a, model_b, t, {}, into=scratch), t, error_fn, recalibrate) for t in ts]
     mc, t_star = _mode_connectivity(ts, errors)
     return {"linear_mc": mc, "linear_t_star": t_star, "linear_errors": errors}
 
@@ -115,10 +118,10 @@ def bezier_curve_mc(
     if epochs > 0:
         _train_control(model_a, model_b, curve, control, loss_fn, train_batches, epochs, lr, momentum, weight_decay, seed)
     ts = _grid(t_values)
-    errors = []
-    for t in ts:  # one point model alive at a time
+    errors, scratch = [], copy.deepcopy(model_a)  # every point is written into it in turn
+    for t in ts:
         with torch.no_grad():
-            point = point_between(model_a, model_b, t, parameters=curve(t))
+            point = point_between(model_a, model_b, t, parameters=curve(t), into=scratch)
         errors.append(_evaluate(point, t, error_fn, recalibrate))
     mc, t_star = _mode_connectivity(ts, errors)
     return {"mc": mc, "mc_t_star": t_star, "mc_errors": errors, "mc_curve_epochs": epochs}

@@ -64,16 +64,22 @@ def interpolate(model_a: nn.Module, model_b: nn.Module, alpha: float) -> nn.Modu
     return point_between(model_a, model_b, alpha, parameters={})
 
 
-def point_between(model_a: nn.Module, model_b: nn.Module, alpha: float, parameters: dict[str, Tensor]) -> nn.Module:
-    """A deep copy of a with the given parameters and everything else floating interpolated."""
+def point_between(model_a: nn.Module, model_b: nn.Module, alpha: float, parameters: dict[str, Tensor],
+                  into: nn.Module | None = None) -> nn.Module:
+    """A deep copy of a with the given parameters and everything else floating interpolated (integer
+    buffers are a's). With `into`, a model of a's architecture, that model is overwritten and returned
+    instead: one copy then serves a whole path, which for small nets costs more than evaluating it."""
     tensors_b = same_tensors(model_a, model_b)
-    point = copy.deepcopy(model_a)
+    tensors_a = {**dict(model_a.named_parameters()), **dict(model_a.named_buffers())}
+    point = copy.deepcopy(model_a) if into is None else into
     with torch.no_grad():
         for name, tensor in [*point.named_parameters(), *point.named_buffers()]:
             if name in parameters:
                 tensor.copy_(parameters[name])
             elif tensor.is_floating_point():
-                tensor.copy_(torch.lerp(tensor, tensors_b[name], alpha))
+                tensor.copy_(torch.lerp(tensors_a[name], tensors_b[name], alpha))
+            else:
+                tensor.copy_(tensors_a[name])
     return point
 
 
