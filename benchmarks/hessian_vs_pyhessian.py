@@ -1,11 +1,16 @@
-"""Hessian metrics: zoobench vs PyHessian, side by side on the same models and the same batches.
+"""Hessian metrics: zoobench vs PyHessian and curvlinops, side by side on the same models and batches.
 
-Both see one model in eval mode and the same fixed 10 batches x 64 samples (the paper's setting);
+All three see one model in eval mode and the same fixed 10 batches x 64 samples (the paper's setting);
 PyHessian runs through its dataloader path (``dataloader_hv_product`` sums over the batches), on the
 CPU, with its defaults for the top eigenvalue (power iteration, maxIter=100, tol=1e-3), and with a
 fixed number of samples for the trace so that both spend the same number of Hessian-vector products
 (HVPs). zoobench: Lanczos (``top_eigenvalue``, tol=1e-3) and Hutch++ (plus plain Hutchinson on the
-MLPs), double-backward HVPs. PyHessian's HVPs are counted by wrapping its ``dataloader_hv_product``.
+MLPs), double-backward HVPs, up to 32 vectors per pass. PyHessian's HVPs are counted by wrapping its
+``dataloader_hv_product``. curvlinops (``HessianLinearOperator``, which applies the Hessian to a block
+of vectors in one vmapped pass): its ``hutchpp_trace`` and ``hutchinson_trace`` with the same number of
+products (the whole block in one call), and its documented route to the top eigenvalue, scipy's
+``eigsh`` (``which="LA"``, tol=1e-3, default Krylov size) on ``to_scipy()``; its products are counted
+in the operator. Ratios are side by side on one machine, not timed tests.
 
 Models, each untrained and trained (SGD on the same batches, which the trained ones fit): the digits
 MLP (exact references: the trace from every column of the Hessian, the top eigenvalue by Lanczos to
@@ -14,8 +19,12 @@ CIFAR-shaped inputs with random labels (one seed, no exact trace: compare the st
 The top eigenvalue is the largest algebraic one for zoobench and the largest in magnitude for
 PyHessian; here they coincide (all four are positive and agree).
 
-    python benchmarks/hessian_vs_pyhessian.py                # all four models, about 3.5 minutes
-    python benchmarks/hessian_vs_pyhessian.py --no-resnet    # the MLPs only, under a minute
+    pip install pyhessian curvlinops-for-pytorch             # the two references (not zoobench's dependencies)
+    python benchmarks/hessian_vs_pyhessian.py                # all four models, 10-15 minutes on 2 cores
+    python benchmarks/hessian_vs_pyhessian.py --no-resnet    # the MLPs only, a few minutes
+
+On a loaded machine, medians over 5 seeds still move by 2x between runs: compare ratios from one run,
+and prefer --threads 1 when other processes share the cores (two threads then wait on each other).
 """
 
 from __future__ import annotations
@@ -31,17 +40,24 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
+from curvlinops import HessianLinearOperator
+from curvlinops import hutchinson_trace as curvlinops_hutchinson
+from curvlinops import hutchpp_trace as curvlinops_hutchpp
 from pyhessian import hessian as PyHessian
+from scipy.sparse.linalg import eigsh
 from torch import nn
 
 from zoobench.landscape.hessian import hutchinson_trace, hutchpp_trace, make_hvp, top_eigenvalue
 from zoobench.data import load_data
+from zoobench.data.catalog import DATASETS
 from zoobench.models import build_model
 
+# Data options: the catalogue's defaults (options added later keep their defaults here too).
 MLP_RECIPE = {"model": {"architecture": "mlp", "options": {"width": 64, "depth": 2, "activation": "relu"}},
-              "data": {"dataset": "digits", "options": {"test_fraction": 0.25, "split_seed": 0}}}
+              "data": {"dataset": "digits", "options": {**DATASETS.get("digits").options,
+                                                        "test_fraction": 0.25, "split_seed": 0}}}
 RESNET_RECIPE = {"model": {"architecture": "resnet", "options": {"width": 8, "depth": 18}},
-                 "data": {"dataset": "cifar10", "options": {}}}
+                 "data": {"dataset": "cifar10", "options": dict(DATASETS.get("cifar10").options)}}
 BATCHES, BATCH_SIZE = 10, 64
 
 
@@ -100,6 +116,38 @@ class CountedPyHessian:
         values = np.array(self.hessian.trace(maxIter=samples, tol=tol))  # the samples, not their mean
         self.model.zero_grad(set_to_none=True)
         return float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values))), self.hvps - before
+
+
+class CountedHessian(HessianLinearOperator):
+    """curvlinops' Hessian operator, counting the vectors it is applied to."""
+    hvps = 0
+
+    def _matmat(self, M: list[torch.Tensor]) -> list[torch.Tensor]:
+        self.hvps += M[0].shape[-1]  # list format: one tensor per parameter, columns last
+        return super()._matmat(M)
+
+
+class CountedCurvlinops:
+    """curvlinops on a list of batches: the mean cross-entropy over all their samples, which for equal
+    batch sizes is zoobench's mean of batch means."""
+
+    def __init__(self, model: nn.Module, batches: list) -> None:
+        params = [p for p in model.parameters() if p.requires_grad]
+        # check_deterministic=False: its check spends products before any estimate; the batches are fixed.
+        self.operator = CountedHessian(model, nn.CrossEntropyLoss(), params, batches, check_deterministic=False)
+        self.dim = sum(p.numel() for p in params)
+
+    def top_eigenvalue(self, seed: int) -> tuple[float, int]:
+        before = self.operator.hvps
+        v0 = np.random.default_rng(seed).standard_normal(self.dim)
+        value = eigsh(self.operator.to_scipy(), k=1, which="LA", tol=1e-3, v0=v0, return_eigenvectors=False)[0]
+        return float(value), self.operator.hvps - before
+
+    def trace(self, estimator, hvps: int, seed: int) -> tuple[float, int]:
+        torch.manual_seed(seed)  # curvlinops draws its probes from the global generator
+        before = self.operator.hvps
+        value = estimator(self.operator, hvps).item()
+        return value, self.operator.hvps - before
 
 
 def timed(function, *args, **kwargs):
@@ -170,18 +218,26 @@ def compare(name: str, model: nn.Module, batches: list, seeds: int, trace_hvps: 
         reference_eigenvalue, _ = top_eigenvalue(hvp, hvp.dim, tol=1e-8, max_iter=2000)
         reference_trace = exact_trace(model, batches)
     pyhessian = CountedPyHessian(model, batches)
-    runs = {key: Runs() for key in ["py_eig", "zoo_eig", "py_trace", "zoo_hutchpp", "zoo_hutchinson"]}
+    curvlinops = CountedCurvlinops(model, batches)
+    runs = {key: Runs() for key in ["py_eig", "cl_eig", "zoo_eig", "py_trace", "cl_hutchpp", "zoo_hutchpp",
+                                    "cl_hutchinson", "zoo_hutchinson"]}
     default_samples = []
     for seed in range(seeds):
         (value, hvps), seconds = timed(pyhessian.top_eigenvalue, seed)
         runs["py_eig"].add(value, hvps, seconds)
+        (value, hvps), seconds = timed(curvlinops.top_eigenvalue, seed)
+        runs["cl_eig"].add(value, hvps, seconds)
         (value, hvps), seconds = timed(top_eigenvalue, hvp, hvp.dim, tol=1e-3, max_iter=100, seed=seed)
         runs["zoo_eig"].add(value, hvps, seconds)
         (value, error, hvps), seconds = timed(pyhessian.trace, trace_hvps, seed)
         runs["py_trace"].add(value, hvps, seconds, error)
+        (value, hvps), seconds = timed(curvlinops.trace, curvlinops_hutchpp, trace_hvps, seed)
+        runs["cl_hutchpp"].add(value, hvps, seconds)
         estimate, seconds = timed(hutchpp_trace, hvp, hvp.dim, hvps=trace_hvps, seed=seed)
         runs["zoo_hutchpp"].add(estimate.value, estimate.hvps, seconds, estimate.std_error)
         if exact:  # cheap models only: plain Hutchinson, and PyHessian's own stopping rule
+            (value, hvps), seconds = timed(curvlinops.trace, curvlinops_hutchinson, trace_hvps, seed)
+            runs["cl_hutchinson"].add(value, hvps, seconds)
             estimate, seconds = timed(hutchinson_trace, hvp, hvp.dim, max_samples=trace_hvps, tol=0.0, seed=seed)
             runs["zoo_hutchinson"].add(estimate.value, estimate.hvps, seconds, estimate.std_error)
             default_samples.append(pyhessian.trace(100, seed, tol=1e-3)[2])
@@ -198,15 +254,18 @@ def print_model(name: str, dim: int, seeds: int, runs: dict[str, Runs], eigenval
     print(f"{'estimator (means over seeds)':<34}{'HVPs':>7}{'estimate':>13}{'rel. error':>12}{'std error':>12}"
           f"{'median s':>10}")
     rows = [("top eig  PyHessian power iteration", "py_eig", eigenvalue),
+            ("top eig  curvlinops + eigsh", "cl_eig", eigenvalue),
             ("top eig  zoobench Lanczos", "zoo_eig", eigenvalue),
             ("trace    PyHessian Hutchinson", "py_trace", trace),
+            ("trace    curvlinops Hutch++", "cl_hutchpp", trace),
             ("trace    zoobench Hutch++", "zoo_hutchpp", trace),
+            ("trace    curvlinops Hutchinson", "cl_hutchinson", trace),
             ("trace    zoobench Hutchinson", "zoo_hutchinson", trace)]
     for label, key, exact in rows:
         run = runs[key]
         if not run.values:
             continue
-        std_error = f"{np.mean(run.std_errors):>12.3g}" if key not in ("py_eig", "zoo_eig") else " " * 12
+        std_error = f"{np.mean(run.std_errors):>12.3g}" if not np.isnan(run.std_errors).all() else " " * 12
         print(f"{label:<34}{np.mean(run.hvps):>7.1f}{np.mean(run.values):>13.6g}{run.rel_error(exact):>12.1e}"
               f"{std_error}{np.median(run.seconds):>10.2f}")
     if runs["zoo_hutchinson"].values and np.allclose(runs["zoo_hutchinson"].values, runs["py_trace"].values, rtol=1e-5):
@@ -217,22 +276,33 @@ def print_model(name: str, dim: int, seeds: int, runs: dict[str, Runs], eigenval
               f"{min(default_samples)}-{max(default_samples)} samples)")
 
 
-def per_hvp_seconds(model: nn.Module, batches: list, repeats: int = 2, block: int = 10) -> dict[str, float]:
-    """Seconds per HVP: PyHessian's dataloader product, zoobench's two modes, and a zoobench block."""
+def per_hvp_seconds(model: nn.Module, batches: list, repeats: int = 2,
+                    blocks: tuple[int, ...] = (16, 32, 99)) -> dict[str, float]:
+    """Seconds per HVP (best of ``repeats``): one vector at a time (PyHessian's dataloader product,
+    zoobench's two modes, curvlinops), and blocks of vectors in one call (zoobench's two modes,
+    curvlinops). The estimators of both send a third of the budget (Hutch++) or all of it (Hutchinson)
+    in one call; zoobench's HVP runs it in passes of at most 32 vectors (BLOCK), curvlinops in one."""
     pyhessian = CountedPyHessian(model, batches)
+    curvlinops = CountedCurvlinops(model, batches).operator
     reverse = make_hvp(model, cross_entropy, batches, "reverse_over_reverse")
     forward = make_hvp(model, cross_entropy, batches, "forward_over_reverse")
     generator = torch.Generator().manual_seed(0)
-    vectors = torch.randn(reverse.dim, block, generator=generator)  # (dim, block)
+    vectors = torch.randn(reverse.dim, max(blocks), generator=generator)  # (dim, max block)
     params = [p for p in model.parameters()]
     pieces = [piece.view_as(p) for piece, p in zip(vectors[:, 0].split([p.numel() for p in params]), params)]
-    best = {"PyHessian": math.inf, "zoobench double backward": math.inf,
-            "zoobench forward-over-reverse": math.inf, f"zoobench double backward, block of {block}": math.inf}
-    for _ in range(repeats):
-        for label, run, count in [("PyHessian", lambda: pyhessian.hessian.dataloader_hv_product(pieces), 1),
-                                  ("zoobench double backward", lambda: reverse(vectors[:, 0]), 1),
-                                  ("zoobench forward-over-reverse", lambda: forward(vectors[:, 0]), 1),
-                                  (f"zoobench double backward, block of {block}", lambda: reverse(vectors), block)]:
+    cases = [("PyHessian, 1 vector", lambda: pyhessian.hessian.dataloader_hv_product(pieces), 1),
+             ("zoobench double backward, 1 vector", lambda: reverse(vectors[:, 0]), 1),
+             ("zoobench forward-over-reverse, 1 vector", lambda: forward(vectors[:, 0]), 1),
+             ("curvlinops, 1 vector", lambda: curvlinops @ vectors[:, 0], 1)]
+    for block in blocks:
+        cases += [(f"zoobench double backward, block of {block}", lambda b=block: reverse(vectors[:, :b]), block),
+                  (f"zoobench forward-over-reverse, block of {block}", lambda b=block: forward(vectors[:, :b]), block),
+                  (f"curvlinops, block of {block}", lambda b=block: curvlinops @ vectors[:, :b], block)]
+    for _, run, _ in cases:  # warm-up: functorch's first calls, curvlinops' lazily built product
+        run()
+    best = {label: math.inf for label, _, _ in cases}
+    for _ in range(repeats):  # interleaved, so that a burst of load on shared cores hits every case alike
+        for label, run, count in cases:
             _, seconds = timed(run)
             best[label] = min(best[label], seconds / count)
     model.zero_grad(set_to_none=True)
@@ -264,6 +334,31 @@ def print_summary(results: list[dict]) -> None:
           " difference from zoobench's and the trace's std error / |trace|. equal SE: the trace time ratio\n"
           " projected to equal std errors, PyHessian running (SE_P / SE_Z)^2 times as many samples)")
 
+
+
+def print_curvlinops_summary(results: list[dict]) -> None:
+    print("\n== summary: curvlinops time / zoobench time, and relative errors (C: curvlinops, Z: zoobench) ==")
+    print(f"{'model':<52}{'top eig':>9}{'err C':>9}{'err Z':>9}{'Hutch++':>9}{'err C':>9}{'err Z':>9}"
+          f"{'Hutchinson':>11}{'err C':>9}{'err Z':>9}")
+    for result in results:
+        runs = result["runs"]
+        cells = []
+        for c_key, z_key, exact in [("cl_eig", "zoo_eig", result["eig"]), ("cl_hutchpp", "zoo_hutchpp", result["trace"]),
+                                    ("cl_hutchinson", "zoo_hutchinson", result["trace"])]:
+            if not runs[z_key].values:
+                cells.append(f"{'-':>9}{'':>18}")
+                continue
+            ratio = np.median(runs[c_key].seconds) / np.median(runs[z_key].seconds)
+            if exact is None:  # no exact values: curvlinops' difference from zoobench
+                err_c = abs(np.mean(runs[c_key].values) - np.mean(runs[z_key].values)) / abs(np.mean(runs[z_key].values))
+                err_z = math.nan
+            else:
+                err_c, err_z = runs[c_key].rel_error(exact), runs[z_key].rel_error(exact)
+            cells.append(f"{ratio:>8.2f}x{err_c:>9.1e}{err_z:>9.1e}")
+        print(f"{result['name']:<52}{cells[0]}{cells[1]} {cells[2]}")
+    print("(time ratios of median seconds, > 1: zoobench is faster; traces at equal HVPs. Errors: RMS relative\n"
+          " errors against the exact values or, without them (ResNet, one seed), curvlinops' relative difference\n"
+          " from zoobench's estimate)")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -297,18 +392,20 @@ def main() -> None:
         resnet = build_model(RESNET_RECIPE).eval()
         results.append(compare("ResNet-18 w8 (BatchNorm), untrained, random data", resnet, resnet_batches,
                                1, args.resnet_trace_hvps, exact=False))
-        timings["ResNet-18 w8"] = per_hvp_seconds(resnet, resnet_batches, repeats=1)
+        timings["ResNet-18 w8"] = per_hvp_seconds(resnet, resnet_batches, repeats=1, blocks=(32,))
         results.append(compare("ResNet-18 w8, trained 15 epochs on these batches",
                                trained(resnet, resnet_batches, epochs=15, lr=0.05), resnet_batches,
                                1, args.resnet_trace_hvps, exact=False))
 
     print("\n== seconds per HVP (best of repeats) ==")
-    labels = list(next(iter(timings.values())))
-    print(f"{'':<44}" + "".join(f"{model:>16}" for model in timings))
+    labels = list(dict.fromkeys(label for model in timings.values() for label in model))
+    print(f"{'':<50}" + "".join(f"{model:>16}" for model in timings))
     for label in labels:
-        print(f"{label:<44}" + "".join(f"{timings[model][label]:>16.4f}" for model in timings))
+        print(f"{label:<50}" + "".join(f"{timings[model][label]:>16.4f}" if label in timings[model] else f"{'-':>16}"
+                                       for model in timings))
 
     print_summary(results)
+    print_curvlinops_summary(results)
     print(f"\ntotal {time.perf_counter() - started:.0f} s, load average {os.getloadavg()[0]:.2f} at the end")
 
 

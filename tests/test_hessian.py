@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zoobench.landscape import hessian as hessian_module
 from zoobench.landscape.hessian import (
     MODES, hessian_metrics, hutchinson_trace, hutchpp_trace, make_hvp, top_eigenvalue,
 )
@@ -147,7 +148,7 @@ def test_hutchinson_does_not_stop_early_on_a_negative_trace():
     after two samples whenever the running mean is negative."""
     eigenvalues = torch.linspace(-3.0, 1.0, 40)  # trace -40, noisy for Hutchinson
     matrix = spectrum_matrix(eigenvalues, seed=1)
-    estimate = hutchinson_trace(lambda v: matrix @ v, 40, max_samples=200, tol=1e-3, seed=0)
+    estimate = hutchinson_trace(lambda v: matrix @ v, 40, max_samples=200, tol=1e-3, seed=0, block=1)
     assert estimate.hvps > 10
     assert estimate.value < 0
     assert abs(estimate.value - eigenvalues.sum().item()) < 3 * estimate.std_error
@@ -166,6 +167,92 @@ def test_hutchpp_is_exact_on_a_low_rank_matrix_where_hutchinson_is_not():
     assert plain.hvps == 30
     assert abs(plain.value - 86.0) > 1e-3 * 86.0
     assert plain.std_error > 1e6 * sketched.std_error
+
+
+def batchnorm_mlp() -> nn.Module:
+    """5 -> 6 -> BatchNorm -> ReLU -> 3 in float64, eval mode with non-trivial running statistics."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 3)).double()
+    model[1].running_mean.normal_()
+    model[1].running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("net", ["tanh", "batchnorm"])
+@pytest.mark.parametrize("block", [1, 3, 32])  # 7 vectors: 7 passes of 1; passes of 3, 2, 2; one pass
+def test_a_block_of_products_equals_the_products_one_by_one(tiny, mode, net, block):
+    """The block path (batched second backwards sharing one gradient graph, or vmap over jvp) computes
+    the same products as one vector at a time, on every batch, BatchNorm (running statistics
+    untouched) included."""
+    model, batches = (tiny[0], tiny[1]) if net == "tanh" else (batchnorm_mlp(), classification_batches(5, 3, sizes=(8, 5)))
+    buffers = {name: b.clone() for name, b in model.named_buffers()}
+    hvp = make_hvp(model, cross_entropy, batches, mode, block=block)
+    vectors = torch.randn(hvp.dim, 7, generator=torch.Generator().manual_seed(1), dtype=torch.float64)  # (dim, 7)
+    together = hvp(vectors)
+    one_by_one = torch.stack([hvp(vectors[:, j]) for j in range(7)], dim=1)
+    torch.testing.assert_close(together, one_by_one, rtol=0, atol=1e-12)
+    assert hvp.calls == 14
+    assert all(torch.equal(b, buffers[name]) for name, b in model.named_buffers())
+
+
+def test_the_vectors_per_pass_follow_the_memory_a_pass_adds(tiny, monkeypatch):
+    model, batches, hessian = tiny
+    assert make_hvp(model, cross_entropy, batches).block == hessian_module.BLOCK
+    # The first batch's leaf outputs: 8 x (4 + 4 + 3) float64 values, 704 bytes per vector.
+    monkeypatch.setattr(hessian_module, "PASS_BYTES", 3 * 704)
+    hvp = make_hvp(model, cross_entropy, batches)
+    assert hvp.block == 3
+    block = torch.randn(hvp.dim, 7, dtype=torch.float64)
+    torch.testing.assert_close(hvp(block), hessian @ block, rtol=0, atol=1e-10)
+    monkeypatch.setattr(hessian_module, "PASS_BYTES", 100)
+    assert make_hvp(model, cross_entropy, batches).block == 1
+
+
+def test_convolutions_on_the_cpu_get_one_vector_per_pass():
+    """Batched (grouped) convolution kernels lose on the CPU: there a conv net's block runs vector by
+    vector, sharing each batch's gradient graph."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Tanh(), nn.Flatten(), nn.Linear(2 * 4 * 4, 3)).double().eval()
+    generator = torch.Generator().manual_seed(0)
+    batches = [(torch.randn(4, 1, 6, 6, generator=generator, dtype=torch.float64),
+                 torch.randint(0, 3, (4,), generator=generator))]
+    hvp = make_hvp(model, cross_entropy, batches)
+    assert hvp.block == 1
+    block = torch.randn(hvp.dim, 3, dtype=torch.float64)
+    torch.testing.assert_close(hvp(block), exact_hessian(model, cross_entropy, batches) @ block, rtol=0, atol=1e-10)
+
+
+def test_float32_blocks_agree_with_one_by_one_products_and_the_exact_hessian(tiny):
+    """The fast path runs in the model's dtype: a float32 block equals float32 single products to
+    float32 rounding, and both the float64 exact products to about 1e-5."""
+    model, batches, hessian = tiny
+    single = make_hvp(copy.deepcopy(model).float(), cross_entropy, [(x.float(), y) for x, y in batches])
+    block = torch.randn(single.dim, 16, generator=torch.Generator().manual_seed(2))
+    together = single(block)
+    one_by_one = torch.stack([single(block[:, j]) for j in range(16)], dim=1)
+    torch.testing.assert_close(together, one_by_one, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(together.double(), hessian @ block.double(), rtol=1e-4, atol=1e-5)
+
+
+def test_hutchinson_in_blocks_uses_the_same_probes_and_the_same_stopping_point():
+    matrix = spectrum_matrix(torch.linspace(0.5, 3.0, 30), seed=4)
+    operator = lambda v: matrix @ v  # noqa: E731
+    # A fixed number of samples: the same probes, hence the same estimate, whatever the block size.
+    fixed = [hutchinson_trace(operator, 30, max_samples=40, tol=0.0, seed=5, block=b) for b in (1, 7, 16, 40)]
+    assert {estimate.hvps for estimate in fixed} == {40}
+    for estimate in fixed[1:]:
+        assert estimate.value == pytest.approx(fixed[0].value, rel=1e-12)
+        assert estimate.std_error == pytest.approx(fixed[0].std_error, rel=1e-9)
+    # With the stopping rule: it fires at the same sample; a block keeps the rest of its samples.
+    # (192 probes split evenly into blocks of 4 or 16.)
+    one = hutchinson_trace(operator, 30, max_samples=192, tol=2e-2, seed=5, block=1)
+    assert 2 <= one.hvps < 192
+    for block in (4, 16):
+        blocked = hutchinson_trace(operator, 30, max_samples=192, tol=2e-2, seed=5, block=block)
+        assert blocked.hvps == math.ceil(one.hvps / block) * block
+        if blocked.hvps == one.hvps:
+            assert blocked.value == pytest.approx(one.value, rel=1e-12)
 
 
 class WithUnused(nn.Module):
@@ -193,11 +280,7 @@ def test_unused_parameters_have_zero_hessian_rows(mode):
 
 
 def test_batchnorm_in_eval_mode_forward_over_reverse_equals_double_backward():
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(5, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 3)).double()
-    model[1].running_mean.normal_()
-    model[1].running_var.uniform_(0.5, 2.0)
-    model.eval()
+    model = batchnorm_mlp()
     batches = classification_batches(5, 3, sizes=(8, 5))
     running_mean = model[1].running_mean.clone()
     block = torch.randn(sum(p.numel() for p in model.parameters()), 3, dtype=torch.float64)
@@ -232,6 +315,8 @@ def test_a_loss_that_differentiates_itself_needs_reverse_over_reverse():
     block = torch.randn(hvp.dim, 2, dtype=torch.float64)
     torch.testing.assert_close(hvp(block), exact_hessian(model, transport_residual, batches) @ block,
                                rtol=0, atol=1e-10)
+    # The block's batched second backward goes through the loss's own autograd.grad too.
+    torch.testing.assert_close(hvp(block), torch.stack([hvp(block[:, 0]), hvp(block[:, 1])], dim=1), rtol=0, atol=1e-12)
     # Under torch.func.grad, requires_grad_() (and torch.autograd.grad on the transformed graph)
     # is unsupported: forward-over-reverse raises instead of returning a wrong product.
     with pytest.raises(RuntimeError, match="functorch"):
