@@ -128,7 +128,6 @@ def zoo_copy(tiny_zoo, tmp_path):
 # A method plugin whose headline is the cell's width, for tests of what surrounds methods.
 WIDTH_PLUGIN = '''
 from zoobench.method import Method
-from zoobench.execution import Execution
 
 
 class Width(Method):
