@@ -48,4 +48,4 @@ def claims(
                       render.number(row["value"]), escape(api.interval(row)),
                       f"[{VERDICT_STYLE[row['verdict']]}]{row['verdict']}", end_section=True)
     console.print(shown)
-    render.line(", ".join(f"{n} {v}" for v, n in report.counts().items()))
+    render.line(report.counts())

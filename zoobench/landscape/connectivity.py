@@ -19,7 +19,6 @@ The module never touches a dataset; the caller passes callables:
 from __future__ import annotations
 
 import copy
-
 from collections.abc import Callable, Iterable
 from typing import Any
 

@@ -87,10 +87,7 @@ class HVP:
             raise ValueError(f"expected vectors of length {self.dim}, got shape {tuple(v.shape)}")
         block = block.to(self.device, self.dtype)
         k = block.shape[1]
-        # Passes of at most self.block vectors, of near-equal sizes (33 -> 17 + 16, not 32 + 1); per pass
-        # and parameter the vectors come first: (k_i, *shape).
-        count = -(-k // self.block)
-        sizes = [k // count + (i < k % count) for i in range(count)]
+        sizes = _near_equal(k, self.block)  # 33 -> 17 + 16, not 32 + 1; per pass, (k_i, *shape) per parameter
         passes = [[piece.T.reshape(size, *p.shape) for piece, p in zip(part.split(self._sizes), self.params)]
                   for part, size in zip(block.split(sizes, dim=1), sizes)]
         product = self._forward_over_reverse if self.mode == "forward_over_reverse" else self._reverse_over_reverse
@@ -173,6 +170,12 @@ class HVP:
         return results
 
 
+def _near_equal(total: int, most: int) -> list[int]:
+    """`total` split into the fewest parts of at most `most`, their sizes differing by at most one."""
+    count = -(-total // most)
+    return [total // count + (i < total % count) for i in range(count)]
+
+
 def _activation_bytes(model: nn.Module, loss_fn: LossFn, batch: Any) -> int:
     """Bytes of the outputs of the model's leaf modules in one evaluation of the loss on `batch`."""
     total = 0
@@ -210,10 +213,9 @@ def make_hvp(model: nn.Module, loss_fn: LossFn, batches: Sequence[Any], mode: st
     forward-over-reverse does not support.
 
     ``block``: vectors per pass, at most. None (the default): 1 for a model with convolutions on the
-    CPU (see ``BLOCK``); otherwise as many as keep the memory a pass adds under ``PASS_BYTES``, about
-    one batch's activations per vector (counted once, on the first batch), and no more than
-    ``BLOCK``: 32 for the digits MLP or a ResNet-18 of width 8 at batch 64, 4 at width 64, 1 at
-    width 256. 1: one vector at a time (the batch's gradient graph still shared by a block's vectors).
+    CPU (see ``BLOCK``), else as many as keep a pass under ``PASS_BYTES`` (about one batch's activations
+    per vector, counted on the first batch), at most ``BLOCK``: 32 for the digits MLP or a ResNet-18 of
+    width 8 at batch 64, 4 at width 64, 1 at width 256. 1: one vector at a time.
     """
     return HVP(model, loss_fn, batches, mode, block)
 
@@ -303,8 +305,7 @@ def _mean_and_error(samples: torch.Tensor) -> tuple[float, float]:
 
 def hutchinson_trace(operator: Operator, dim: int, max_samples: int = 100, tol: float = 1e-3,
                      seed: int = 0, block: int = BLOCK) -> TraceEstimate:
-    """Hutchinson's estimate with Rademacher probes, one product per probe, the probes handed to the
-    operator in blocks of at most ``block``.
+    """Hutchinson's estimate with Rademacher probes, one product per probe, handed over in blocks of at most ``block``.
 
     Stops at ``max_samples``, or earlier once the running mean changes by less than ``tol`` relative
     to its absolute value (the field's rule, with the abs() that PyHessian lacks; from two samples on,
@@ -323,8 +324,7 @@ def hutchinson_trace(operator: Operator, dim: int, max_samples: int = 100, tol: 
     generator = torch.Generator().manual_seed(seed)
     if tol <= 0:
         block = max_samples
-    count = -(-max_samples // block)  # near-equal blocks: 100 -> 4 x 25 rather than 3 x 32 + 4
-    sizes = [max_samples // count + (i < max_samples % count) for i in range(count)]
+    sizes = _near_equal(max_samples, block)  # 100 -> 4 x 25 rather than 3 x 32 + 4
     samples: list[float] = []
     stopped = False
     for size in sizes:

@@ -200,8 +200,10 @@ class ClaimsReport:
     methods: dict[str, str] = field(default_factory=dict)  # method -> "v<version>, config <hash>" read
     table: Any = None  # pandas, `COLUMNS`
 
-    def counts(self) -> dict[str, int]:
-        return {v: int((self.table["verdict"] == v).sum()) for v in VERDICTS if (self.table["verdict"] == v).any()}
+    def counts(self) -> str:
+        """"2 reproduced, 1 inconclusive, ..." in the order of `VERDICTS`."""
+        verdicts = self.table["verdict"]
+        return ", ".join(f"{int((verdicts == v).sum())} {v}" for v in VERDICTS if (verdicts == v).any())
 
 
 def check_claims(spec, store=None, epoch: int | None = None, methods: Sequence[str] | None = None,
@@ -213,7 +215,6 @@ def check_claims(spec, store=None, epoch: int | None = None, methods: Sequence[s
     from zoobench.landscape.annotations import cell_table
     from zoobench.landscape.phases import classify
     from zoobench.store import Store
-    from zoobench.store.reference import SUFFIX
 
     store = store or Store()
     zoo = store.zoo(spec)
@@ -228,9 +229,10 @@ def check_claims(spec, store=None, epoch: int | None = None, methods: Sequence[s
         report.table = pd.DataFrame([{**_row(c), "reason": why} for c in claims], columns=list(COLUMNS))
         return report
     results: dict[str, Any] = {}
+    weights = zoo.has_weights()
     found = None  # the method registry, read when a method's results are first needed
     for name in dict.fromkeys(c.method for c in claims if c.method):
-        if spec.name.endswith(SUFFIX):
+        if not weights:
             results[name] = f"{spec.name} holds published metrics only (no weights): {name} cannot run on it"
         elif methods is not None and name not in methods:
             results[name] = f"{name} is not among the methods reported here"
@@ -305,10 +307,9 @@ def check_format(format: str) -> str:
 
 def markdown(report: ClaimsReport) -> str:
     """A Markdown page: what was tested on which data, then the claims table."""
-    counts = ", ".join(f"{n} {v}" for v, n in report.counts().items())
     return (f"# Paper claims on {report.zoo}\n\nThe findings of Schürholt et al. 2025 tested on this zoo's cells: "
             f"reproduced when the {tables.LEVEL:.0%} CI lies wholly on the claimed side of the threshold, not "
-            f"reproduced when wholly on the other, inconclusive when it crosses. {counts}.\n\n"
+            f"reproduced when wholly on the other, inconclusive when it crosses. {report.counts()}.\n\n"
             f"{provenance(report)}.\n\n{tables.to_markdown(grid(report))}")
 
 

@@ -86,10 +86,14 @@ class ZooStore:
         """Every finished (including diverged) model whose files are intact."""
         return [self._read_record(model_id) for model_id in self._folders() if self.problem(model_id) is None]
 
-    def require_weights(self, needed_for: str) -> None:
-        """Refuse, in one line, a zoo of published metrics only (models without a single checkpoint)."""
+    def has_weights(self) -> bool:
+        """False for a zoo of published metrics only (models without a single checkpoint)."""
         records = self.models()
-        if records and not any(r.epochs for r in records):
+        return not records or any(r.epochs for r in records)
+
+    def require_weights(self, needed_for: str) -> None:
+        """Refuse, in one line, a zoo of published metrics only."""
+        if not self.has_weights():
             raise UsageError(f"zoo {self.spec.name} holds published metrics only, no weights; {needed_for} needs "
                              f"the models: import its trial folders with checkpoints, or generate the zoo")
 
