@@ -12,7 +12,12 @@ model exactly.
 
 Keys, for each metric m that `cell.evaluate` returns (loss and acc, or loss and rel_l2 for the
 PINN), as means over the cell's seeds: ``dense_<m>`` and ``<m>_s<sparsity>`` (e.g. acc_s0.5); with
-accuracy also ``chance``, the test accuracy of the best constant prediction (`TaskData.chance`).
+accuracy also ``chance``, the test accuracy of the best constant prediction (`TaskData.chance`); and
+``kept_s<sparsity>``, the share of the dense quality above chance (defined below) that the pruned
+models keep, clipped to [0, 1] (pruning below chance keeps nothing, a pruned model better than dense
+keeps all) and absent where the dense models are no better than chance (nothing to keep). The
+paper's "phase IV keeps its accuracy best under high sparsity" compares this share across phases: a
+raw accuracy drop would credit a near-chance cell for having little to lose.
 
 The headline ``max_sparsity`` measures what pruning keeps of what the model learned, the quality
 above a trivial prediction: q = acc - chance for classification, q = 1 - rel_l2 for the PINN
@@ -72,7 +77,7 @@ def prune_model(model: nn.Module, sparsity: float, mode: Literal["global", "laye
 
 class Prune(Method):
     name = "prune"
-    version = "2"
+    version = "3"
     headline = "max_sparsity"
     higher_is_better = True
     key_metrics = ("dense_acc", "acc_s0.5", "acc_s0.9", "dense_rel_l2", "rel_l2_s0.1")
@@ -115,6 +120,10 @@ class Prune(Method):
         if chance is not None:
             result["chance"] = chance
         if "acc" in dense_mean or "rel_l2" in dense_mean:
+            reference = above_chance(dense_mean, chance)
+            if reference > 0:
+                result.update({f"kept_s{s:g}": min(1.0, max(0.0, above_chance(m, chance) / reference))
+                               for s, m in curves.items()})
             result["max_sparsity"] = max_sparsity(dense_mean, curves, config.keep, chance)
         return result
 

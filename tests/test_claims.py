@@ -38,10 +38,7 @@ def synthetic(claim: Claim, effect: float, noise: float, seed: int = 0) -> pd.Da
     for phase in PHASES:
         z = rng.standard_normal(CELLS_PER_PHASE)
         values[phase] = (0.5 + (effect if phase in statistic.first else 0.0) + noise * (z - z.mean())).tolist()
-    table = cell_table(values, name)
-    if statistic.quantity.minus is not None:
-        table[statistic.quantity.minus] = 0.0
-    return table
+    return cell_table(values, name)
 
 
 def verdict_on(claim: Claim, table: pd.DataFrame) -> dict:

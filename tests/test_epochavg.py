@@ -63,6 +63,9 @@ def test_the_average_is_the_uniform_average_of_the_last_k_checkpoints(digits_cel
     finals = [digits_cell.evaluate(m)["acc"] for m in digits_cell.models()]
     assert result["final_acc"] == pytest.approx(sum(finals) / len(finals), abs=1e-12)
     assert result["gain"] == pytest.approx(result["averaged_acc"] - result["final_acc"])
+    # an MLP has no BatchNorm: re-estimating it changes nothing, and the whole gain is the average's
+    assert result["recalibrated_acc"] == result["final_acc"] and result["recalibration_gain"] == 0.0
+    assert result["averaging_gain"] == result["gain"]
 
 
 def test_missing_checkpoints_are_named(digits_cell):
@@ -91,6 +94,10 @@ def test_batchnorm_is_re_estimated_on_the_average(tmp_path):
     assert result["averaged_loss"] == pytest.approx(_by_hand(cell, model_id, [1, 2, 3], bn_batches=4)["loss"])
     raw = _by_hand(cell, model_id, [1, 2, 3])  # running statistics averaged, not re-estimated
     assert raw["loss"] != pytest.approx(result["averaged_loss"])
+    # the final model with its statistics re-estimated on the same batches: what recalibration alone gives
+    assert result["recalibrated_loss"] == pytest.approx(_by_hand(cell, model_id, [3], bn_batches=4)["loss"])
+    assert result["recalibrated_loss"] != pytest.approx(result["final_loss"])
+    assert result["gain"] == pytest.approx(result["recalibration_gain"] + result["averaging_gain"])
     assert all(isinstance(v, float) for v in result.values()) and torch.isfinite(torch.tensor(result["gain"]))
 
 

@@ -221,3 +221,20 @@ def test_masked_retraining_keeps_the_sparsity_and_recovers_accuracy(tiny_zoo, ce
     model = prune_model(cell.models()[0], 0.8, "layer")
     cell.fit(model, 20, 0.05)
     assert all(int((w == 0).sum()) == round(0.8 * w.numel()) for w in weights(model))
+
+
+@pytest.mark.parametrize("dense, pruned, kept", [
+    (0.9, 0.5, 0.5),  # half of the 0.8 above chance
+    (0.9, 0.05, 0.0),  # below chance keeps nothing
+    (0.9, 0.95, 1.0),  # better than dense keeps all
+    (0.12, 0.11, 0.5),  # a near-chance cell loses a point, half of what it had
+])
+def test_kept_is_the_share_of_the_dense_accuracy_above_chance_that_pruning_keeps(tiny_zoo, dense, pruned, kept):
+    cell = accuracy_cell({0.9: pruned}, dense)
+    result = Prune().run(cell, context(tiny_zoo, sparsities="[0.5, 0.9]"))
+    assert result["kept_s0.9"] == pytest.approx(kept) and result["kept_s0.5"] == 1.0
+
+
+def test_a_cell_no_better_than_chance_has_no_kept_share(tiny_zoo):
+    result = Prune().run(accuracy_cell({}, 0.1), context(tiny_zoo, sparsities="[0.5, 0.9]"))
+    assert "kept_s0.9" not in result and result["acc_s0.9"] == 0.1

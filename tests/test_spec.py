@@ -12,12 +12,13 @@ def test_every_builtin_spec_parses_with_the_paper_grid_sizes():
     sizes = {s.name: len(s.grid.load.values) * len(s.grid.temperature.values) * len(s.grid.seeds)
              for s in list_specs()}
     assert set(sizes) == set(builtin_spec_paths())
-    assert len(sizes) == 14
+    assert len(sizes) == 15
     for name in ["svhn_r18", "svhn_r50", "cifar10_r18", "cifar10_r50", "cifar100_r18", "cifar100_r50",
                  "tinyimagenet_r18", "tinyimagenet_r50"]:
         assert sizes[name] == 192
     assert sizes["cifar10_vit"] == sizes["cifar100_vit"] == 147
     assert sizes["digits_mlp"] >= 6 * 6 * 3
+    assert sizes["digits_resnet"] >= 5 * 4 * 3
 
 
 # The paper's Tables 2-4 (Schuerholt et al. 2025), transcribed wherever they give a value: Table 2 (the

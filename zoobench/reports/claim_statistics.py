@@ -19,22 +19,21 @@ MIN_CELLS = 2  # per compared group: a single cell has no spread to resample
 
 @dataclass(frozen=True)
 class Quantity:
-    """A number per cell: one reported column, or one column minus another (e.g. a drop from dense)."""
+    """A number per cell: one reported column."""
 
     name: str
-    minus: str | None = None
 
     @property
     def columns(self) -> tuple[str, ...]:
-        return (self.name,) if self.minus is None else (self.name, self.minus)
+        return (self.name,)
 
     @property
     def label(self) -> str:
-        return self.name if self.minus is None else f"({self.name} - {self.minus})"
+        return self.name
 
     def of(self, data: Mapping[str, Any]):
         """Its values from (resamples, cells) arrays by column."""
-        return data[self.name] if self.minus is None else data[self.name] - data[self.minus]
+        return data[self.name]
 
 
 def _group(phases: Sequence[str]) -> str:
