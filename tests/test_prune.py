@@ -204,7 +204,7 @@ def test_the_pinn_headline_is_what_pruning_keeps_of_its_error_reduction_over_zer
 def test_a_task_with_neither_accuracy_nor_rel_l2_gets_its_metrics_per_sparsity_and_no_headline(tiny_zoo):
     cell = fake_cell(lambda m: {"loss": float((m.weight == 0).sum())}, chance=None)
     result = Prune().run(cell, context(tiny_zoo, sparsities="[0.5]"))
-    assert result == {"dense_loss": 0.0, "loss_s0.5": 50.0}
+    assert result == {"dense_loss": 0.0, "recalibrated_loss": 0.0, "loss_s0.5": 50.0}
 
 
 def _sparsity(model: nn.Module) -> float | None:
@@ -238,3 +238,25 @@ def test_kept_is_the_share_of_the_dense_accuracy_above_chance_that_pruning_keeps
 def test_a_cell_no_better_than_chance_has_no_kept_share(tiny_zoo):
     result = Prune().run(accuracy_cell({}, 0.1), context(tiny_zoo, sparsities="[0.5, 0.9]"))
     assert "kept_s0.9" not in result and result["acc_s0.9"] == 0.1
+
+
+def test_pruning_is_measured_against_the_dense_model_with_its_batchnorm_re_estimated(tiny_zoo):
+    """A hot BatchNorm model's running statistics lag behind its weights: re-estimating them alone
+    raises its accuracy, which must not be credited to pruning (version 3 compared with the stored
+    model, so such cells 'improved' when pruned)."""
+    def recalibrate(model):
+        model.recalibrated = True
+
+    def evaluate(model):  # 0.7 as stored, 0.9 re-estimated; pruning to 0.9 keeps 0.8 of it
+        sparsity = _sparsity(model)
+        if not getattr(model, "recalibrated", False):
+            return {"loss": 1.0, "acc": 0.7}
+        return {"loss": 1.0, "acc": 0.9 if sparsity in (None, 0.5) else 0.74}
+
+    cell = fake_cell(evaluate)
+    cell.recalibrate = recalibrate
+    cell.model = lambda model_id: nn.Linear(10, 10)  # a fresh, unflagged model per call
+    result = Prune().run(cell, context(tiny_zoo, sparsities="[0.5, 0.9]"))
+    assert (result["dense_acc"], result["recalibrated_acc"]) == (0.7, 0.9)
+    assert result["max_sparsity"] == 0.5  # 0.74 - 0.1 keeps 80% of 0.9 - 0.1, though it beats 0.7
+    assert result["kept_s0.9"] == pytest.approx(0.8) and result["kept_s0.5"] == 1.0
