@@ -1,11 +1,11 @@
 """Zoo generation: zoobench vs a plain per-model PyTorch loop with the same recipe, side by side.
 
 The plain loop is what the published zoo code does per model (a DataLoader over the training set,
-SGD + OneCycle stepped per batch, a test evaluation per epoch, a checkpoint at the stored epochs),
+SGD + OneCycle stepped per batch, the recipe's gradient-norm clip, a test evaluation per epoch, a checkpoint at the stored epochs),
 one model after another in one process. Both train the same digits_mlp grid (optionally a part of
 it); the script prints the wall time of each and their ratio.
 
-    python benchmarks/generate_digits.py                 # the full 147-model grid (a few minutes)
+    python benchmarks/generate_digits.py                 # the full 126-model grid (a few minutes)
     python benchmarks/generate_digits.py --widths 16,64 --batch-sizes 32,128
 """
 
@@ -46,6 +46,8 @@ def plain_loop(spec, keys, out: Path) -> float:
                 loss = F.cross_entropy(model(x), y)
                 optimizer.zero_grad()
                 loss.backward()
+                if t.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
                 optimizer.step()
                 schedule.step()
             model.eval()
