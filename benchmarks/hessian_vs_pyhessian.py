@@ -335,7 +335,6 @@ def print_summary(results: list[dict]) -> None:
           " projected to equal std errors, PyHessian running (SE_P / SE_Z)^2 times as many samples)")
 
 
-
 def print_curvlinops_summary(results: list[dict]) -> None:
     print("\n== summary: curvlinops time / zoobench time, and relative errors (C: curvlinops, Z: zoobench) ==")
     print(f"{'model':<52}{'top eig':>9}{'err C':>9}{'err Z':>9}{'Hutch++':>9}{'err C':>9}{'err Z':>9}"
@@ -359,6 +358,7 @@ def print_curvlinops_summary(results: list[dict]) -> None:
     print("(time ratios of median seconds, > 1: zoobench is faster; traces at equal HVPs. Errors: RMS relative\n"
           " errors against the exact values or, without them (ResNet, one seed), curvlinops' relative difference\n"
           " from zoobench's estimate)")
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -60,8 +60,8 @@ class EpochAverage(Method):
         for model_id in cell.model_ids:
             model = cell.model(model_id)
             final = cell.evaluate(model)
-            cell.recalibrate(model, batches=config.bn_batches, batch_size=config.batch_size)
-            recalibrated = cell.evaluate(model)
+            changed = cell.recalibrate(model, batches=config.bn_batches, batch_size=config.batch_size)
+            recalibrated = cell.evaluate(model) if changed else final
             model.load_state_dict(average([cell.state(model_id, epoch) for epoch in epochs]))
             cell.recalibrate(model, batches=config.bn_batches, batch_size=config.batch_size)
             averaged = cell.evaluate(model)

@@ -108,9 +108,8 @@ class Prune(Method):
         for model_id in cell.model_ids:
             model = cell.model(model_id)
             dense.append(cell.evaluate(model))
-            reference = copy.deepcopy(model)
-            cell.recalibrate(reference)
-            recalibrated.append(cell.evaluate(reference))
+            reference_model = copy.deepcopy(model)
+            recalibrated.append(cell.evaluate(reference_model) if cell.recalibrate(reference_model) else dense[-1])
             for sparsity in grid:
                 candidate = prune_model(copy.deepcopy(model), sparsity, config.mode)
                 if config.retrain_steps > 0:
@@ -129,10 +128,9 @@ class Prune(Method):
             result["chance"] = chance
         if "acc" in dense_mean or "rel_l2" in dense_mean:
             reference = above_chance(reference_mean, chance)
-            if reference > 0:
-                result.update({f"kept_s{s:g}": min(1.0, max(0.0, above_chance(m, chance) / reference))
-                               for s, m in curves.items()})
-            result["max_sparsity"] = max_sparsity(reference_mean, curves, config.keep, chance)
+            shares = {s: above_chance(m, chance) / reference for s, m in curves.items()} if reference > 0 else {}
+            result.update({f"kept_s{s:g}": min(1.0, max(0.0, share)) for s, share in shares.items()})
+            result["max_sparsity"] = max_sparsity(shares, config.keep)
         return result
 
 
@@ -141,16 +139,12 @@ def above_chance(metrics: dict[str, float], chance: float | None) -> float:
     return metrics["acc"] - chance if "acc" in metrics else 1.0 - metrics["rel_l2"]
 
 
-def max_sparsity(dense: dict[str, float], curves: dict[float, dict[str, float]], keep: float,
-                 chance: float | None) -> float:
-    """The last sparsity of the sorted grid, before the first that keeps less than `keep` of the dense
-    (reference) quality above chance; 0.0 when the dense model is no better than chance."""
-    reference = above_chance(dense, chance)
-    if reference <= 0:
-        return 0.0
+def max_sparsity(shares: dict[float, float], keep: float) -> float:
+    """The last sparsity of the sorted grid before the first whose share of the reference's quality
+    above chance is below `keep`; 0.0 without shares (the reference is no better than chance)."""
     kept = 0.0
-    for sparsity, metrics in sorted(curves.items()):
-        if above_chance(metrics, chance) < keep * reference:
+    for sparsity, share in sorted(shares.items()):
+        if share < keep:
             break
         kept = sparsity
     return kept

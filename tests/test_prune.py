@@ -102,7 +102,7 @@ def fake_cell(evaluate, chance: float | None = 0.1) -> SimpleNamespace:
     """One seed, a 10 x 10 Linear model (every grid sparsity an exact count) and `evaluate(model)`."""
     model = nn.Linear(10, 10)
     return SimpleNamespace(id="fake", model_ids=["a"], diverged=[], model=lambda model_id: model,
-                           recalibrate=lambda m: None, evaluate=evaluate,
+                           recalibrate=lambda m: False, evaluate=evaluate,
                            data=SimpleNamespace(chance=lambda split: chance))
 
 
@@ -246,6 +246,7 @@ def test_pruning_is_measured_against_the_dense_model_with_its_batchnorm_re_estim
     model, so such cells 'improved' when pruned)."""
     def recalibrate(model):
         model.recalibrated = True
+        return True
 
     def evaluate(model):  # 0.7 as stored, 0.9 re-estimated; pruning to 0.9 keeps 0.8 of it
         sparsity = _sparsity(model)

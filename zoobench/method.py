@@ -279,15 +279,16 @@ class Cell:
         return evaluate_many(list(models), data or self.data, split, stacked)
 
     def recalibrate(self, model: nn.Module, data: TaskData | None = None, batches: int = 10, batch_size: int = 128,
-                    seed: int = 0) -> None:
+                    seed: int = 0) -> bool:
         """Re-estimate BatchNorm statistics on fixed clean training batches; needed after any
-        weight-space operation (interpolating, averaging, permuting). Does nothing without BatchNorm."""
+        weight-space operation (interpolating, averaging, permuting). Does nothing without BatchNorm,
+        and then returns False: the model's metrics are unchanged."""
         from zoobench.landscape.weightspace import recalibrate_batchnorm
 
         def fixed():  # a generator: the batches are made only if the model has BatchNorm to recalibrate
             yield from (data or self.data).fixed_batches("train", batches, batch_size, seed)
 
-        recalibrate_batchnorm(model, fixed())
+        return recalibrate_batchnorm(model, fixed())
 
     def fit(self, model: nn.Module, steps: int, lr: float, data: TaskData | None = None, batch_size: int = 64,
             seed: int = 0, momentum: float = 0.9, weight_decay: float = 5e-4, parameters=None,

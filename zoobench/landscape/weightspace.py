@@ -23,8 +23,9 @@ def _forward_input(model: nn.Module, batch: Any) -> Any:
 
 
 def recalibrate_batchnorm(model: nn.Module, batches: Iterable[Any],
-                          forward: Callable[[nn.Module, Any], Any] = _forward_input) -> None:
-    """Re-estimate every BatchNorm's running statistics as the plain average over ``batches``.
+                          forward: Callable[[nn.Module, Any], Any] = _forward_input) -> bool:
+    """Re-estimate every BatchNorm's running statistics as the plain average over ``batches``; whether
+    there were any (False: the model is unchanged, so a caller need not evaluate it again).
 
     Momentum is set to None (cumulative average) while the forward passes run in train mode under
     no_grad; each module's momentum and training flag are restored afterwards. Without BatchNorm
@@ -33,7 +34,7 @@ def recalibrate_batchnorm(model: nn.Module, batches: Iterable[Any],
     """
     norms = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
     if not norms:
-        return
+        return False
     modes = {module: module.training for module in model.modules()}
     momenta = [norm.momentum for norm in norms]
     try:
@@ -53,6 +54,7 @@ def recalibrate_batchnorm(model: nn.Module, batches: Iterable[Any],
             norm.momentum = momentum
         for module, training in modes.items():
             module.training = training
+    return True
 
 
 def interpolate(model_a: nn.Module, model_b: nn.Module, alpha: float) -> nn.Module:
