@@ -50,7 +50,7 @@ class EpochAverage(Method):
         batch_size: Annotated[int, Range(1)] = 128
 
     def run(self, cell: Cell, ctx: Context) -> dict[str, float]:
-        from zoobench.methods.permutation import average
+        from zoobench.method import average
 
         config = ctx.config
         epochs = averaged_epochs(cell, config.last)

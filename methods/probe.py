@@ -1,24 +1,35 @@
-"""probe: how much of a model's quality and loss landscape can be read off its weights alone.
+"""probe: how much of a model's quality, loss landscape and phase can be read off its weights alone.
 
-Each model is described by per-layer weight statistics (for every parameter tensor: mean,
-variance and the 1/25/50/75/99% quantiles, as in Unterthiner et al. 2020 and the PTMZ paper's
-Table 1); ridge regressions on them predict test accuracy, generalization gap, CKA, log Hessian
-trace and mode connectivity (every target the metric catalogue declares), and the score is R^2 on
-held-out models. Models are split by cell,
-so the seeds of one cell never sit on both sides (they are near-copies of each other and would
-make the test set easy), and each target's regularisation is chosen on the validation cells only,
-never on the test cells. The method works on the whole zoo; its units are random splits.
+Each model is described by per-layer weight statistics (for every parameter tensor: mean, variance
+and the 1/25/50/75/99% quantiles, as in Unterthiner et al. 2020 and the PTMZ paper's Table 1). A ridge
+probe on them predicts every target the metric catalogue declares (test accuracy, generalization gap,
+CKA, log Hessian trace, mode connectivity); beside it runs a StatNet-style baseline, gradient-boosted
+trees on the same statistics, so that a gain of a new weight-space learner can be told from a gain
+any non-linear model on simple statistics would have. Scores are R^2 (the paper's) and Kendall's tau
+(the field's: NFN and Unterthiner et al. rank predictors by it), and the phase itself is a target
+(balanced accuracy), since it is what a phase zoo adds.
+
+Units are splits of the zoo's cells (seeds of one cell are near-copies and never sit on both sides):
+random ones measure interpolation within the zoo; `cross_phase` (train on phases I-III, test on IV)
+and `cross_load` (train on the smaller models, test on the larger half) are new with phase zoos and
+measure extrapolation to a regime the probe never saw. Their numbers answer different questions, so
+reports summarise each kind of unit on its own. Regularisation is chosen on validation cells, never
+on test cells. On cross_phase `phase_bacc` is NaN: training never sees Phase IV, so no classifier can
+name it.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Mapping, Sequence
+from typing import TYPE_CHECKING, Annotated, Mapping
 
 import numpy as np
 
-from zoobench.method import Context, Method, Range, UsageError, Zoo, ZoobenchError, landscape_targets
+from zoobench.method import (Context, Method, Range, Split, UsageError, Zoo, ZoobenchError, landscape_targets,
+                             random_split, standard_splits)
+from zoobench.methods.probe_scores import score_split
 
 if TYPE_CHECKING:
     import torch
@@ -29,39 +40,81 @@ BUFFERS = ("running_mean", "running_var", "num_batches_tracked")  # BatchNorm st
 
 class Probe(Method):
     name = "probe"
-    version = "1"
-    headline = "r2_mean"
+    version = "2"
+    # Kendall's tau, as the field ranks predictors: R^2 on a test part whose cells all score alike
+    # (a random split that drew only well-trained cells) is hugely negative however well it ranks them
+    headline = "tau_mean"
     higher_is_better = True
-    key_metrics = ("r2_test_acc", "r2_gap", "r2_cka", "r2_log_hessian_trace", "r2_mc")
+    key_metrics = ("r2_mean", "gbt_tau_mean", "gbt_r2_mean", "phase_bacc")
     needs = ("hessian",)
     scope = "zoo"
 
     @dataclass(frozen=True)
     class Config:
-        splits: Annotated[int, Range(1)] = 5  # units: independent random splits of the cells
-        val_fraction: float = 0.2  # of the cells, at least one; chooses each target's alpha
-        test_fraction: float = 0.2  # of the cells, at least one; R^2 is measured here
+        splits: Annotated[int, Range(1)] = 5  # random units: independent random splits of the cells
+        val_fraction: float = 0.2  # of the cells in a random split, at least one; chooses alpha and C
+        test_fraction: float = 0.2  # of the cells in a random split, at least one; the scores are measured here
         alphas: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4)  # ridge penalties tried
-        seed: int = 0  # with the split's index, draws the split
+        cs: tuple[float, ...] = (1e-2, 1e-1, 1.0, 10.0, 100.0)  # inverse penalties of the phase classifier tried
+        seed: int = 0  # draws the splits (with a random split's index)
 
     def validate(self, config: Probe.Config) -> None:
-        if not config.alphas or min(config.alphas) <= 0:
-            raise UsageError(f"alphas must be positive ridge penalties, got {list(config.alphas)}")
-        if not (0 < config.val_fraction < 1 and 0 < config.test_fraction < 1):
-            raise UsageError(f"val_fraction and test_fraction must lie in (0, 1), got {config.val_fraction} and "
-                             f"{config.test_fraction}")
+        for name in ("alphas", "cs"):
+            values = getattr(config, name)
+            if not values or min(values) <= 0:
+                raise UsageError(f"{name} must be positive penalties, got {list(values)}")
+        if not (0 < config.val_fraction < 1 and 0 < config.test_fraction < 1
+                and config.val_fraction + config.test_fraction < 1):
+            raise UsageError(f"val_fraction and test_fraction must lie in (0, 1) and leave cells to train on, got "
+                             f"{config.val_fraction} and {config.test_fraction}")
 
     def units(self, config: Probe.Config) -> list[str]:
-        return [f"split{i}" for i in range(config.splits)]
+        return [*(f"random{i}" for i in range(config.splits)), *CROSS]
 
     def run(self, zoo: Zoo, ctx: Context) -> dict[str, float]:
         config = ctx.config
         units = self.units(config)
         if zoo.id not in units:
             raise ZoobenchError(f"probe: unknown split '{zoo.id}'; with splits={config.splits} the splits "
-                                f"are {', '.join(units) or 'none'}")
-        features, targets, groups = zoo_table(zoo)
-        return fit_and_score(features, targets, groups, units.index(zoo.id), config)
+                                f"are {', '.join(units)}")
+        table = zoo_table(zoo)
+        split = unit_split(zoo.id, table, config)
+        return score_split(table.features, table.targets, table.phases, table.cells, split, config.alphas, config.cs)
+
+
+CROSS = ("cross_phase", "cross_load")  # the extrapolating units, after the random ones
+CROSS_NEEDS = {"cross_phase": "cells of phases I-III to train on and of Phase IV (IV-A, IV-B) to test on",
+               "cross_load": "two load values or more"}
+
+
+@dataclass(frozen=True)
+class ZooTable:
+    """Per model (rows in the zoo's cell order): its statistics, each target, its cell, load and phase."""
+
+    features: np.ndarray  # (models, statistics)
+    targets: dict[str, np.ndarray]  # target -> (models,), NaN where missing
+    cells: list[str]
+    loads: list[float]
+    phases: list[str | None]
+
+
+def unit_split(unit: str, table: ZooTable, config: Probe.Config) -> Split:
+    """The unit's split of the models, by cell; a `ZoobenchError` saying why when the zoo has none."""
+    if unit in CROSS:
+        found = standard_splits(table.cells, table.loads, table.phases, seed=config.seed, of="cell")
+        if unit not in found:
+            have = sorted({p for p in table.phases if isinstance(p, str)}) or ["none"]
+            raise ZoobenchError(f"probe: no {unit} split on this zoo: it needs {CROSS_NEEDS[unit]} (phases: "
+                                f"{', '.join(have)}; loads: {', '.join(f'{v:g}' for v in sorted(set(table.loads)))})")
+        return found[unit]
+    index = int(re.fullmatch(r"random(\d+)", unit).group(1))
+    fractions = (1 - config.val_fraction - config.test_fraction, config.val_fraction, config.test_fraction)
+    split = random_split(table.cells, [config.seed, index], fractions, unit, of="cell")
+    if not (len(split.train) and len(split.val) and len(split.test)):
+        raise ZoobenchError(f"probe: {len(set(table.cells))} cells with models are too few for a train, validation "
+                            f"and test part (test_fraction={config.test_fraction}, "
+                            f"val_fraction={config.val_fraction})")
+    return split
 
 
 def layer_statistics(state: Mapping[str, torch.Tensor]) -> np.ndarray:
@@ -75,13 +128,14 @@ def layer_statistics(state: Mapping[str, torch.Tensor]) -> np.ndarray:
     return np.asarray(rows, dtype=np.float64).reshape(-1)
 
 
-def zoo_table(zoo: Zoo) -> tuple[np.ndarray, dict[str, np.ndarray], list[str]]:
-    """Features (models x statistics), each target per model (NaN where missing) and each model's cell.
+def zoo_table(zoo: Zoo) -> ZooTable:
+    """Every healthy model of the zoo: its statistics, targets, cell, load and phase.
 
     A per-model target (test accuracy, gap, log Hessian trace) is the model's own value; a per-cell
     one (CKA, mc) is its cell's, the same for every seed."""
     declared = landscape_targets()
-    rows, targets, groups, names = [], {target: [] for target, _, _ in declared}, [], None
+    rows, targets, names = [], {target: [] for target, _, _ in declared}, None
+    cells, loads, phases = [], [], []
     for cell in zoo.cells:
         for model_id in cell.model_ids:
             state = cell.state(model_id)
@@ -93,69 +147,13 @@ def zoo_table(zoo: Zoo) -> tuple[np.ndarray, dict[str, np.ndarray], list[str]]:
             per_model = cell.model_annotations.get(model_id, {})
             for target, column, model_level in declared:
                 targets[target].append(_number((per_model if model_level else cell.annotations).get(column)))
-            groups.append(cell.id)
+            cells.append(cell.id)
+            loads.append(float(cell.load))
+            phases.append(cell.annotations.get("phase"))
     if not rows:
         raise ZoobenchError("probe: the zoo has no healthy models")
-    return np.stack(rows), {t: np.asarray(v) for t, v in targets.items()}, groups
+    return ZooTable(np.stack(rows), {t: np.asarray(v) for t, v in targets.items()}, cells, loads, phases)
 
 
 def _number(value: object) -> float:
     return float(value) if isinstance(value, (int, float)) else math.nan
-
-
-def split_cells(groups: Sequence[str], split: int, config: Probe.Config) -> tuple[np.ndarray, ...]:
-    """Boolean masks (train, validation, test) over the models; every cell lies in exactly one part."""
-    cells = sorted(set(groups))
-    test = max(1, round(config.test_fraction * len(cells)))
-    val = max(1, round(config.val_fraction * len(cells)))
-    if len(cells) - test - val < 1:
-        raise ZoobenchError(f"probe: {len(cells)} cells with models are too few for a train, validation and "
-                            f"test part (test_fraction={config.test_fraction}, val_fraction={config.val_fraction})")
-    order = np.random.default_rng([config.seed, split]).permutation(len(cells))
-    part = {cells[i]: 2 if rank < test else 1 if rank < test + val else 0 for rank, i in enumerate(order)}
-    assigned = np.array([part[g] for g in groups])
-    return assigned == 0, assigned == 1, assigned == 2
-
-
-def choose_alpha(x: np.ndarray, y: np.ndarray, train: np.ndarray, val: np.ndarray, alphas: Sequence[float]) -> float:
-    """The penalty whose fit on the train part has the least squared error on the validation part."""
-    errors = [np.mean((_model(alpha).fit(x[train], y[train]).predict(x[val]) - y[val]) ** 2) for alpha in alphas]
-    return float(alphas[int(np.argmin(errors))])
-
-
-def _model(alpha: float):
-    from sklearn.linear_model import Ridge
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    return make_pipeline(StandardScaler(), Ridge(alpha=alpha))
-
-
-def fit_and_score(features: np.ndarray, targets: Mapping[str, np.ndarray], groups: Sequence[str], split: int,
-                  config: Probe.Config) -> dict[str, float]:
-    """Per target: alpha chosen on validation, refit on train + validation, R^2 on test.
-
-    A target with too few finite values in a part (or a constant one on test, where R^2 is
-    undefined) scores NaN; ``r2_mean`` averages the targets that have a score.
-    """
-    from sklearn.metrics import r2_score
-
-    train, val, test = split_cells(groups, split, config)
-    usable = np.isfinite(features).all(axis=1)
-    result: dict[str, float] = {}
-    for name, y in targets.items():
-        known = usable & np.isfinite(y)
-        fit, check, held = train & known, val & known, test & known
-        if fit.sum() < 2 or not check.any() or held.sum() < 2 or np.ptp(y[held]) == 0:
-            result[f"r2_{name}"] = result[f"alpha_{name}"] = math.nan
-            continue
-        alpha = choose_alpha(features, y, fit, check, config.alphas)
-        model = _model(alpha).fit(features[fit | check], y[fit | check])
-        result[f"r2_{name}"] = float(r2_score(y[held], model.predict(features[held])))
-        result[f"alpha_{name}"] = alpha
-    scores = [result[f"r2_{name}"] for name in targets if math.isfinite(result[f"r2_{name}"])]
-    result["r2_mean"] = math.fsum(scores) / len(scores) if scores else math.nan
-    for part, mask in (("train", train), ("val", val), ("test", test)):
-        result[f"models_{part}"] = float((mask & usable).sum())
-    result["features"] = float(features.shape[1])
-    return result

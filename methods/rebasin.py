@@ -2,7 +2,7 @@
 
 Seeds of one cell are trained from different initialisations, so their hidden units come in
 arbitrary orders and a plain weight average mixes unrelated units. Weight matching permutes the
-seeds' units onto each other (`zoobench.methods.permutation`), after which the average can behave
+seeds' units onto each other (`zoobench.models.permutation`), after which the average can behave
 like its members, and the linear path between two seeds can lose its loss barrier. How much
 alignment helps is a property of the cell's phase, which is what this benchmark compares.
 
@@ -87,7 +87,7 @@ class Rebasin(Method):
         error_split: Literal["train", "test"] = "train"  # split of the barriers: "train" (the papers') or "test"
 
     def run(self, cell: Cell, ctx: Context) -> dict[str, float]:
-        from zoobench.methods.permutation import aligned_average, average, merge_many, permutation_spec
+        from zoobench.method import aligned_average, average, merge_many, permutation_spec
 
         config = ctx.config
         if len(cell.model_ids) < 2:
@@ -125,7 +125,7 @@ def _pair(cell: Cell, model: Any, spec: Any, first: State, second: State, config
           device: str) -> dict[str, float]:
     """The barriers between two seeds without and with aligning the second to the first, and how
     much the restarts of that alignment disagree (see the module docstring for the keys)."""
-    from zoobench.methods.permutation import apply_permutation, weight_matching
+    from zoobench.method import apply_permutation, weight_matching
 
     found = weight_matching(spec, first, second, config.max_iterations, config.seed, device, config.restarts)
     best = found[max(range(len(found)), key=lambda i: found[i].objective)]  # the first restart among equals

@@ -21,7 +21,7 @@ STAGES = [
     ["zoobench.execution"],
     ["zoobench.train", "zoobench.landscape.annotate", "zoobench.landscape.annotations", "zoobench.landscape.phases"],
     ["zoobench.method", "zoobench.reports.panels", "zoobench.reports.figures"],  # figures draw any table; a run draws its heatmap
-    ["zoobench.bench"],
+    ["zoobench.bench", "zoobench.wsl", "zoobench.data.weights"],  # zoos as data for weight-space learning
     ["zoobench.reports"],
     ["zoobench.cli", "zoobench.__main__"],
 ]

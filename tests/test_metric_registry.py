@@ -54,7 +54,7 @@ def test_a_registered_metric_reaches_annotate_the_cell_table_the_sheet_and_the_p
     titles = [panel.subtitle for panel in sheet_panels(zoo)]
     assert titles.index("largest first-layer weight") == titles.index("mode connectivity mc (< 0: barrier)") + 1
     assert ("toy_weight", "toy_weight", False) in landscape_targets()
-    probe = Probe().run(Zoo("split0", spec, list(cells.values())), Context(make_config(Probe), spec))
+    probe = Probe().run(Zoo("random0", spec, list(cells.values())), Context(make_config(Probe), spec))
     assert "r2_toy_weight" in probe and "alpha_toy_weight" in probe
 
 

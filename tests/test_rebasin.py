@@ -15,7 +15,7 @@ from scipy.optimize import linear_sum_assignment
 from zoobench.bench.cells import open_cells
 from zoobench.errors import UsageError, ZoobenchError
 from zoobench.method import Cell, Context, make_config
-from zoobench.methods.permutation import (aligned_average, apply_permutation, average, merge_many,
+from zoobench.models.permutation import (aligned_average, apply_permutation, average, merge_many,
                                          permutation_spec, weight_matching)
 from zoobench.methods.rebasin import Rebasin, barrier
 from zoobench.models import build_model

@@ -29,7 +29,8 @@ def test_zoo_list_shows_every_zoo_name_whole(home):
 @pytest.mark.parametrize("method, names", [
     ("rebasin", ["merged_acc", "member_acc", "gain", "barrier_aligned"]),
     ("prune", ["max_sparsity", "dense_acc", "acc_s0.5", "acc_s0.9"]),
-    ("probe", ["r2_mean", "r2_test_acc", "r2_log_hessian_trace", "split0", "split4"])])
+    ("probe", ["r2_mean", "tau_mean", "gbt_r2_mean", "random0", "random4", "phase_bacc", "cross_phase",
+               "cross_load"])])
 def test_the_run_summary_fits_80_columns_with_names_whole(zoo_copy, method, names):
     spec, store = zoo_copy
     result = zoobench_cli("run", "--method", method, "--zoo", spec.source, "--no-generate", "--workers", "1",

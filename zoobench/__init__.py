@@ -11,6 +11,7 @@ The package is laid out by pipeline stage, each importing only the stages below 
     landscape.annotate   annotation of stored models, the stored annotations, phases
     method               the plugin API (all a method may import)
     bench                plugin discovery, the cells methods get, results, the runner
+    wsl, data.weights    zoos as data for weight-space learning: exports, WeightDataset
     reports              tables, figures, comparisons, leaderboards, the HTML report
     cli                  parses arguments and prints; nothing else
 

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Sequence
 
 from zoobench.data.protocol import Batch, TaskData
+from zoobench.data.splits import Split, holdout_split, random_split, standard_splits
 from zoobench.errors import UsageError, ZoobenchError
 from zoobench.landscape.registry import seed_mean, targets
 from zoobench.spec import ZooSpec
@@ -53,8 +54,22 @@ from zoobench.spec.strict import Range, SpecError, convert, hints, type_name
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["Batch", "Cell", "Context", "Method", "NoConfig", "Range", "TaskData", "UsageError", "Zoo",
-           "ZoobenchError", "barrier", "improvement", "interpolate", "landscape_targets", "linear_path", "seed_mean"]
+# The architectures' permutation symmetries (`zoobench.models.permutation`), bound on first use: they
+# import torch, and listing plugins must not.
+_PERMUTATION = ("PermutationSpec", "aligned_average", "apply_permutation", "average", "merge_many",
+                "permutation_spec", "weight_matching")
+
+__all__ = ["Batch", "Cell", "Context", "Method", "NoConfig", "Range", "Split", "TaskData", "UsageError", "Zoo",
+           "ZoobenchError", "barrier", "holdout_split", "improvement", "interpolate", "landscape_targets", "linear_path",
+           "random_split", "seed_mean", "standard_splits", *_PERMUTATION]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PERMUTATION:
+        from zoobench.models import permutation
+
+        return getattr(permutation, name)
+    raise AttributeError(f"module 'zoobench.method' has no attribute {name!r}")
 
 
 @dataclass(frozen=True)

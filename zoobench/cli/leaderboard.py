@@ -75,7 +75,8 @@ def _print_board(board, spec, which: str) -> None:
         render.headline_grid(spec, cells.to_dict("records"), board.headline, board.higher_is_better)
     if which in ("phases", "both"):
         unit = "units" if board.scope == "zoo" else "cells"
-        render.full_phase_table(board.phases(), board.headline, f"by phase: {board.method}; mean ± std over {unit}; "
+        by = "kind of unit" if board.scope == "zoo" else "phase"
+        render.full_phase_table(board.phases(), board.headline, f"by {by}: {board.method}; mean ± std over {unit}; "
                                 f"{tables.CI_NOTE.replace('cells', unit)}", unit)
     if which == "cells" or (which == "both" and board.scope == "zoo"):
         if which == "both":  # the zoo-scope overview: the headline per unit

@@ -153,8 +153,19 @@ def per_unit(cells, title: str) -> None:
 
 
 def metrics_by_unit(frame, metrics: list[str]) -> None:
-    """A zoo-scope method's units (e.g. the probe's splits) as columns, one row per metric, and their mean."""
-    shown = table("metric", *map(str, frame["unit"]), "mean")
-    for metric in metrics:
-        shown.add_row(metric, *(number(v) for v in frame[metric].tolist()), number(float(frame[metric].mean())))
+    """A zoo-scope method's units (e.g. the probe's splits) as rows, one column per metric, grouped by kind
+    of unit (random0..4, cross_phase, ...), with the mean of each kind that has several units (a random
+    split and a cross split answer different questions, so no mean mixes them)."""
+    from zoobench.reports.tables import ALL, unit_kind, unit_kinds
+
+    shown = table("unit", *metrics)
+    units = frame["unit"].astype(str)
+    kinds = units.map(unit_kind)
+    for kind in unit_kinds(units):
+        part = frame if kind == ALL else frame[kinds == kind]
+        for row in part.to_dict("records"):
+            shown.add_row(str(row["unit"]), *(number(row[m]) for m in metrics))
+        if len(part) > 1:
+            shown.add_row("mean" if kind == ALL else f"{kind} mean",
+                          *(number(float(part[m].mean())) for m in metrics), style="bold", end_section=True)
     show("headline and key metrics per unit:", shown)

@@ -277,15 +277,40 @@ def zoo_import(
 def zoo_export(
     zoo: str = ZooArgument,
     path: Path = typer.Argument(..., help="Folder to write."),
-    format: str = typer.Option("ptmz", "--format", help="Only 'ptmz': the published Phase Transition Model Zoo layout."),
+    format: str = typer.Option("ptmz", "--format", help="ptmz: the published Phase Transition Model Zoo layout "
+                               "(imports back losslessly); wsl: flat weight matrices, layouts, metrics and splits "
+                               "for weight-space learning; unterthiner: the Small CNN Zoo layout NFN reads."),
+    epochs: Optional[str] = typer.Option(None, "--epochs", help="wsl, unterthiner: the checkpoint epochs to "
+                                         "export, e.g. 11,12,13,14,15, or 'all' (default: the metric epoch)."),
     *, home: Optional[Path],
 ) -> None:
-    """Write a zoo's finished models in the published layout (imports back losslessly)."""
-    from zoobench.store.ptmz import export_zoo
-
-    if format != "ptmz":
-        raise UsageError(f"unknown export format '{format}'; valid: ptmz")
+    """Write a zoo's finished models to a folder in another layout (resumable: re-running completes it)."""
     the_store, spec = resolve(zoo, home)
     zoo_store = the_store.zoo(spec)
-    written = export_zoo(zoo_store, path)
-    render.line(f"exported {written} models of {zoo_store.spec.name} to {path}")
+    if format == "ptmz":
+        from zoobench.store.ptmz import export_zoo
+
+        if epochs is not None:
+            raise UsageError("--epochs applies to --format wsl and unterthiner; ptmz exports every stored epoch")
+        written = export_zoo(zoo_store, path)
+        render.line(f"exported {written} models of {zoo_store.spec.name} to {path}")
+        return
+    from zoobench.wsl.export import export_weights
+
+    report = export_weights(zoo_store, path, format, _epochs(epochs, spec))
+    current = len(report.groups) - len(report.written)
+    render.line(f"exported {report.rows} weight rows of {spec.name} in format {format} to {path}: "
+                f"{len(report.groups)} shape groups ({', '.join(report.groups)})"
+                + (f", {current} of them already current" if current else "") + f"; how to read it: "
+                f"{path / 'README.md'}")
+    for model_id, why in report.left_out.items():
+        render.line(f"left out {model_id}: {why}")
+
+
+def _epochs(text: Optional[str], spec) -> Optional[list[int]]:
+    if text is None or text == "all":
+        return None if text is None else list(spec.stored_epochs)
+    try:
+        return [int(v) for v in values(text)]
+    except ValueError:
+        raise UsageError(f"--epochs expects epochs such as 11,12,15 or 'all', got '{text}'") from None

@@ -163,12 +163,15 @@ def stored_methods(spec: ZooSpec, store: Store | None = None, plugins: Sequence[
 
 def overview(boards: Sequence[Board]):
     """Headline per method and phase (tidy): method, version, config_hash, headline, higher_is_better,
-    phase, cells, models, mean, std, ci_low, ci_high."""
+    phase, cells, models, mean, std, ci_low, ci_high. A zoo-scope method has one row: its first group
+    ("all", or the random splits where its units are of several kinds)."""
     import pandas as pd
 
     frames = []
     for b in boards:
         rows = tables.headline_rows(b.phases(), b.headline)
+        if b.scope == "zoo":
+            rows = rows.head(1)
         frames.append(rows.drop(columns="metric").assign(
             method=b.method, version=b.provenance["version"], config_hash=b.provenance["config_hash"],
             headline=b.headline, higher_is_better=b.higher_is_better))
@@ -178,18 +181,21 @@ def overview(boards: Sequence[Board]):
 
 
 def overview_grid(table):
-    """The overview turned for reading: one row per method, one column per phase, "mean [ci] n=cells"."""
+    """The overview turned for reading: one row per method, one column per phase, "mean [ci] n=cells"; a
+    zoo-scope method's group of units (e.g. the random splits) goes in the "all" column, named."""
     import pandas as pd
 
-    phases = [p for p in (*PHASES, tables.ALL) if (table["phase"] == p).any()]
+    table = table.assign(column=[p if p in PHASES else tables.ALL for p in table["phase"]])
+    phases = [p for p in (*PHASES, tables.ALL) if (table["column"] == p).any()]
     rows = []
     for method, part in table.groupby("method", sort=True):
         first = part.iloc[0]
         better = "higher" if first["higher_is_better"] else "lower"
         row = {"method": method, "headline": f"{first['headline']} ({better} is better)"}
         for r in part.to_dict("records"):
-            row[r["phase"]] = (f"{tables.number(r['mean'], 3)} [{tables.number(r['ci_low'], 3)}, "
-                               f"{tables.number(r['ci_high'], 3)}] n={r['cells']}")
+            group = "" if r["phase"] == r["column"] else f" ({r['phase']})"
+            row[r["column"]] = (f"{tables.number(r['mean'], 3)} [{tables.number(r['ci_low'], 3)}, "
+                                f"{tables.number(r['ci_high'], 3)}] n={r['cells']}{group}")
         rows.append(row)
     return pd.DataFrame(rows, columns=["method", "headline", *phases]).fillna("")
 
@@ -283,6 +289,11 @@ def _header(b: Board, stem: str) -> str:
     what = {"cells": "per cell (seed means)", "units": "per unit",
             "phases": f"per phase and over all cells: mean, std (over cells) of every number; headline {p['headline']} "
                       f"({direction}) with its {tables.CI_NOTE}",
-            "summary": f"over all units: mean, std of every number; headline {p['headline']} ({direction}) with its "
-                       f"{tables.CI_NOTE.replace('cells', 'units')}"}[stem]
+            "summary": f"{_over_units(b)}: mean, std of every number; headline {p['headline']} ({direction}) with "
+                       f"its {tables.CI_NOTE.replace('cells', 'units')}"}[stem]
     return f"# {p['method']} on {p['zoo']}: {what}\n\n{b.title}; epoch {p['epoch']}; {p['models']} models.\n"
+
+
+def _over_units(b: Board) -> str:
+    kinds = tables.unit_kinds(b.table["unit"]) if "unit" in b.table else [tables.ALL]
+    return "over all units" if kinds == [tables.ALL] else f"per kind of unit ({', '.join(kinds)})"

@@ -173,7 +173,7 @@ def write_index(out: str | Path) -> Path:
         lines += [f"## {first['zoo']}", "",
                   f"Fingerprint `{first['fingerprint']}`, epoch {first['epoch']}; regenerate with "
                   f"`{PUBLISH_COMMAND.format(zoo=first['zoo'])}`. Headline per phase: mean "
-                  f"[{tables.CI_NOTE}] n=cells (probe: over its splits).", "",
+                  f"[{tables.CI_NOTE}] n=cells (probe: over its random splits).", "",
                   tables.to_markdown(overview_grid(overview(boards))).rstrip(), ""]
         lines += [f"![{first['zoo']} {what}]({(zoo / name).relative_to(out).as_posix()})"
                   for name, what in ((SHEET, "zoo sheet"), (REPORT, "HTML report")) if (zoo / name).exists()] + [""]

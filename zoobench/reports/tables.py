@@ -3,8 +3,10 @@
 A method returns one dict per cell (the mean over the cell's seeds), so the spread inside a phase
 is the spread over its cells, and the headline's confidence interval is a bootstrap over the
 phase's cells (seeded: the same results give the same interval, to the last digit). Zoo-scope
-methods (e.g. probe, whose units are data splits) have no phases: their summary is one row over
-all units.
+methods (e.g. probe, whose units are data splits) have no phases: their summary groups the units by
+kind (`unit_kind`: random0..4 are "random"), since a random split and a split across phases answer
+different questions and their mean would answer none; a method whose units are all of one kind keeps
+one group, "all".
 
 Every table is a pandas DataFrame; `render` writes it as CSV, Markdown (pipe tables, no extra
 dependency) or JSON, with numbers rounded to 6 significant digits so that files regenerated from
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any, Iterable, Sequence
 
 from zoobench.errors import UsageError
@@ -24,6 +27,7 @@ RESULT_COLUMNS = ("zoo", "fingerprint", "method", "version", "config_hash", "uni
                   "n_models", "error", "phase")
 PLACE_COLUMNS = ("unit", "load", "temperature", "phase", "status", "n_models")
 ALL = "all"  # the summary row over every unit
+FIRST_KIND = "random"  # of a zoo-scope method's kinds of unit, the one shown first (and in overviews)
 RESAMPLES = 1000
 LEVEL = 0.95
 CI_NOTE = f"{LEVEL:.0%} CI, bootstrap over cells ({RESAMPLES} resamples, seed 0)"
@@ -75,13 +79,25 @@ def cell_table(table, headline: str | None = None):
     return frame.reset_index(drop=True)
 
 
+def unit_kind(unit: str) -> str:
+    """What a zoo-scope unit is an instance of: its name without trailing digits ("random3" -> "random")."""
+    return re.sub(r"\d+$", "", unit) or unit
+
+
+def unit_kinds(units: Iterable[str]) -> list[str]:
+    """The kinds of a zoo-scope method's units, "random" first, then alphabetical; [ALL] for a single kind."""
+    kinds = sorted({unit_kind(str(u)) for u in units}, key=lambda kind: (kind != FIRST_KIND, kind))
+    return kinds if len(kinds) > 1 else [ALL]
+
+
 def phase_table(table, headline: str, scope: str = "cell", resamples: int = RESAMPLES, seed: int = 0):
     """Per phase (then over all cells): how many cells and models, and for every reported number its mean
     and standard deviation over the cells (ddof=0); the headline also gets a bootstrap CI over the cells.
 
     Tidy: one row per (phase, metric), columns phase, cells, models, metric, mean, std, ci_low, ci_high.
-    Failed units are left out. For a zoo-scope method there is one group, "all", over its units, and
-    `models` is the most models any unit used (each unit sees the whole zoo)."""
+    Failed units are left out. For a zoo-scope method the groups are the kinds of its units (`unit_kinds`:
+    one group "all" when they are of one kind), and `models` is the most models any unit of the group
+    used (each unit sees the whole zoo)."""
     import pandas as pd
 
     columns = ["phase", "cells", "models", "metric", "mean", "std", "ci_low", "ci_high"]
@@ -90,9 +106,14 @@ def phase_table(table, headline: str, scope: str = "cell", resamples: int = RESA
         return pd.DataFrame(columns=columns)
     names = metrics(ok, headline)
     groups: list[tuple[str, Any]] = []
-    if scope == "cell" and "phase" in ok:
-        groups += [(phase, ok[ok["phase"] == phase]) for phase in PHASES if (ok["phase"] == phase).any()]
-    groups.append((ALL, ok))
+    if scope == "zoo":  # the kinds of every unit, so that a failed kind does not turn the others into "all"
+        kinds = ok["unit"].astype(str).map(unit_kind)
+        groups += [(kind, ok if kind == ALL else ok[kinds == kind]) for kind in unit_kinds(table["unit"])
+                   if kind == ALL or (kinds == kind).any()]
+    else:
+        if "phase" in ok:
+            groups += [(phase, ok[ok["phase"] == phase]) for phase in PHASES if (ok["phase"] == phase).any()]
+        groups.append((ALL, ok))
     rows = []
     for phase, part in groups:
         models = int(part["n_models"].max() if scope == "zoo" else part["n_models"].sum())
@@ -107,7 +128,7 @@ def phase_table(table, headline: str, scope: str = "cell", resamples: int = RESA
 
 
 def headline_rows(phases, headline: str):
-    """The headline's rows of a phase table (one per phase, then "all")."""
+    """The headline's rows of a phase table (one per phase, then "all"; a zoo-scope one's per kind of unit)."""
     return phases[phases["metric"] == headline].reset_index(drop=True)
 
 

@@ -26,14 +26,15 @@ class ModelKey:
         return f"{self.cell.id}-s{self.seed}"
 
 
-def _format(value: Any) -> str:
+def value_label(value: Any) -> str:
+    """An axis value as ids and labels write it: 4, 0.1, 1e-05."""
     return str(value) if isinstance(value, int) else f"{value:g}"
 
 
 def cell(spec: ZooSpec, load: Any, temperature: Any) -> GridCell:
     load_axis, temperature_axis = spec.grid.load, spec.grid.temperature
     return GridCell(load, temperature,
-                f"{load_axis.short}{_format(load)}-{temperature_axis.short}{_format(temperature)}")
+                f"{load_axis.short}{value_label(load)}-{temperature_axis.short}{value_label(temperature)}")
 
 
 def cells(spec: ZooSpec, loads: Sequence[Any] | None = None, temperatures: Sequence[Any] | None = None) -> list[GridCell]:
@@ -78,6 +79,6 @@ def _restrict(axis: Axis, chosen: Sequence[Any] | None, name: str) -> list[Any]:
         except (KeyError, ValueError):
             raise UsageError(
                 f"{value} is not a {name} value of this grid ({axis.field}); valid: "
-                f"{', '.join(map(_format, axis.values))}"
+                f"{', '.join(map(value_label, axis.values))}"
             ) from None
     return picked

@@ -167,8 +167,23 @@ class ZooStore:
 
     def load_state(self, model_id: str, epoch: int | None = None) -> dict:
         """The weights of a model at a stored epoch (default: the spec's metric epoch)."""
-        from safetensors import SafetensorError
         from safetensors.torch import load_file
+
+        with self._checkpoint(model_id, epoch) as path:
+            return load_file(path)
+
+    def tensor_shapes(self, model_id: str, epoch: int | None = None) -> dict[str, tuple[int, ...]]:
+        """Name -> shape of every tensor of a stored checkpoint, read from its header alone."""
+        from safetensors import safe_open
+
+        with self._checkpoint(model_id, epoch) as path, safe_open(path, "pt") as handle:
+            return {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
+
+    @contextmanager
+    def _checkpoint(self, model_id: str, epoch: int | None) -> Iterator[Path]:
+        """The checkpoint file of a model at a stored epoch; reading it inside the block turns a corrupt
+        file into one line saying how to repair it."""
+        from safetensors import SafetensorError
 
         record = self.record(model_id)
         epoch = self.spec.metric_epoch if epoch is None else epoch
@@ -178,7 +193,7 @@ class ZooStore:
             raise UsageError(f"model {model_id} has no checkpoint at epoch {epoch}; stored: {_listing(record.epochs)}")
         path = record.path / checkpoint_name(epoch) / WEIGHTS
         try:
-            return load_file(path)
+            yield path
         except (SafetensorError, OSError) as error:
             raise ZoobenchError(f"checkpoint {path} is corrupt ({error}); delete {record.path} and "
                                 f"re-run `zoobench zoo generate` to retrain it") from None

@@ -26,7 +26,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
-from zoobench.method import ZoobenchError
+from zoobench.errors import ZoobenchError
 
 # BatchNorm statistics are permuted with their channels but not matched on: they are not learned
 # weights, and every merged or interpolated model re-estimates them anyway.
