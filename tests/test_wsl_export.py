@@ -217,3 +217,17 @@ def test_the_command_line_exports_and_refuses_bad_epochs_in_one_line(zoo_copy, t
                            home=store.home)
         lines = bad.stderr.strip().splitlines()
         assert bad.returncode == 2 and len(lines) == 1 and fragment in lines[0], bad.stderr
+
+
+def test_diverged_models_have_no_rows(tmp_path):
+    from conftest import QUIET, write_spec
+    from zoobench.errors import ZoobenchError
+    from zoobench.spec import read_spec_file
+    from zoobench.train.generate import generate
+
+    spec = read_spec_file(write_spec(tmp_path, seeds=(0,), lr=1e4, widths=(4,), batch_sizes=(64,)))
+    store = Store(tmp_path / "home")
+    generate(spec, store, execution=QUIET)
+    assert {r.status for r in store.zoo(spec).models()} == {"diverged"}
+    with pytest.raises(ZoobenchError, match="at epochs \\[0\\]: nothing to export \\(1 of 1 stored models diverged\\)"):
+        export_weights(store.zoo(spec), tmp_path / "out", "wsl", [0], show_progress=False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 from zoobench.data.splits import SEED
 
 
@@ -58,7 +60,8 @@ reads a group as is, once its hard-coded `metrics["step"] == 86` names the expor
 
 
 def _head(spec, rows, epochs: list[int], format: str) -> str:
-    groups = ", ".join(f"`{g.name}` ({len(g.rows)} rows)" for g in rows.groups)
+    groups = textwrap.fill("Models of different shapes cannot share a matrix: one folder per shape group, "
+                           + ", ".join(f"`{g.name}` ({len(g.rows)} rows)" for g in rows.groups) + ".", 100)
     splits = "\n".join(f"- `{name}`: {split.description} ({len(split.train)}/{len(split.val)}/{len(split.test)} "
                        f"rows)" for name, split in rows.splits.items())
     left = f" {len(rows.left_out)} models have no rows (diverged, or no checkpoint at these epochs)." \
@@ -69,11 +72,11 @@ Written by `zoobench zoo export {spec.name} DIR --format {format}`; {len(rows.ta
 epoch) at epochs {', '.join(map(str, epochs))}.{left} Grid: load = `{spec.grid.load.field}`, temperature =
 `{spec.grid.temperature.field}`.
 
-Models of different shapes cannot share a matrix: one folder per shape group, {groups}.
+{groups}
 `export.json` says what was exported and whether the export is complete (an interrupted one says
-`"complete": false`; re-running the command completes it). `index.csv` lists the groups (`group, folder, first_row, rows, models, loads, columns`): the export's
-global row numbering runs through the groups in that order, group `g`'s row `i` being global row
-`first_row + i`. `splits.json` maps each split name to `{{"description", "train", "val", "test"}}`
+`"complete": false`; re-running the command completes it). `index.csv` lists the groups (`group,
+folder, first_row, rows, models, loads, columns`): the export's global row numbering runs through
+the groups in that order, group `g`'s row `i` being global row `first_row + i`. `splits.json` maps each split name to `{{"description", "train", "val", "test"}}`
 lists of global rows; a model's epochs are always on one side:
 
 {splits}

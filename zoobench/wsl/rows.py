@@ -89,8 +89,10 @@ def zoo_rows(zoo: ZooStore, epochs: Sequence[int] | None = None) -> ZooRows:
             row.update({f"cell_{k}": v for k, v in cell.items() if k not in NOT_ANNOTATIONS and k != "phase"})
             rows.append(row)
     if not rows:
-        raise ZoobenchError(f"{spec.name} has no finished model with checkpoints at epochs {epochs}: nothing "
-                            f"to export; `zoobench zoo generate {spec.name}` trains them")
+        diverged = sum(why == "diverged" for why in left_out.values())
+        raise ZoobenchError(f"{spec.name} has no finished model with checkpoints at epochs {epochs}: nothing to "
+                            f"export ({diverged} of {len(left_out)} stored models diverged); `zoobench zoo generate "
+                            f"{spec.name}` trains the missing ones")
     table = pd.DataFrame(rows)
     table = table[[*PLACE, *[c for c in table.columns if c not in PLACE]]]
     groups = _shape_groups(table, signatures, spec.grid.load.short)
