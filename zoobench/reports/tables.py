@@ -217,7 +217,8 @@ def phase_grid(phases, headline: str, names: Iterable[str] | None = None, unit: 
         return pd.DataFrame(columns=["metric"])
     groups = list(dict.fromkeys(phases["phase"]))
     counts = phases.drop_duplicates("phase").set_index("phase")
-    header = {g: f"{g} ({counts.loc[g, 'cells']} {unit}, {counts.loc[g, 'models']} models)" for g in groups}
+    header = {g: f"{g} ({counts.loc[g, 'cells']} {unit.removesuffix('s') if counts.loc[g, 'cells'] == 1 else unit}, "
+                 f"{counts.loc[g, 'models']} models)" for g in groups}
     rows = []
     for metric in names or list(dict.fromkeys(phases["metric"])):
         part = phases[phases["metric"] == metric].set_index("phase")
