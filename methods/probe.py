@@ -56,13 +56,14 @@ class Probe(Method):
         test_fraction: float = 0.2  # of the cells in a random split, at least one; the scores are measured here
         alphas: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4)  # ridge penalties tried
         cs: tuple[float, ...] = (1e-2, 1e-1, 1.0, 10.0, 100.0)  # inverse penalties of the phase classifier tried
+        leaves: tuple[int, ...] = (3, 5, 10, 20)  # smallest leaf sizes (models) of the boosted trees tried
         seed: int = 0  # draws the splits (with a random split's index)
 
     def validate(self, config: Probe.Config) -> None:
-        for name in ("alphas", "cs"):
+        for name in ("alphas", "cs", "leaves"):
             values = getattr(config, name)
             if not values or min(values) <= 0:
-                raise UsageError(f"{name} must be positive penalties, got {list(values)}")
+                raise UsageError(f"{name} must be positive, got {list(values)}")
         if not (0 < config.val_fraction < 1 and 0 < config.test_fraction < 1
                 and config.val_fraction + config.test_fraction < 1):
             raise UsageError(f"val_fraction and test_fraction must lie in (0, 1) and leave cells to train on, got "
@@ -79,7 +80,8 @@ class Probe(Method):
                                 f"are {', '.join(units)}")
         table = zoo_table(zoo)
         split = unit_split(zoo.id, table, config)
-        return score_split(table.features, table.targets, table.phases, table.cells, split, config.alphas, config.cs)
+        return score_split(table.features, table.targets, table.phases, table.cells, split, config.alphas, config.cs,
+                           config.leaves)
 
 
 CROSS = ("cross_phase", "cross_load")  # the extrapolating units, after the random ones

@@ -20,7 +20,7 @@ from zoobench.reports import tables
 from zoobench.reports.boards import Board, overview, overview_grid
 
 PHASES = ("I", "II", "III", "IV-A", "IV-B")
-ALPHAS, CS = Probe.Config().alphas, Probe.Config().cs
+ALPHAS, CS, LEAVES = Probe.Config().alphas, Probe.Config().cs, Probe.Config().leaves
 
 
 def synthetic_zoo(cells: int = 20, seeds: int = 3, seed: int = 0) -> tuple[np.ndarray, list[str], np.ndarray]:
@@ -54,7 +54,7 @@ def split(groups: list[str], index: int = 0, config: Probe.Config = Probe.Config
 
 def score(features, targets, groups, part, phases=None):
     phases = phases if phases is not None else [None] * len(groups)
-    return score_split(features, targets, phases, groups, part, ALPHAS, CS)
+    return score_split(features, targets, phases, groups, part, ALPHAS, CS, LEAVES)
 
 
 def test_statistics_are_mean_variance_and_quantiles_of_each_parameter_tensor():
@@ -152,7 +152,6 @@ def test_ridge_and_trees_both_rank_a_monotone_function_of_one_weight_statistic()
     variance = features[:, 1]  # the first weight's variance: grows with the cell's scale
     target = np.log(variance) ** 3  # monotone in it, far from linear
     result = score(features, {"t": target}, groups, split(groups))
-    # untuned trees on ~150 models step coarsely (default leaves of 20 models), so tie some test models
     assert result["tau_t"] > 0.8 and result["gbt_tau_t"] > 0.7, result
     assert result["gbt_r2_t"] > 0.5 and result["gbt_rho_t"] > 0.85
     assert result["gbt_r2_mean"] == result["gbt_r2_t"] and result["gbt_tau_mean"] == result["gbt_tau_t"]
@@ -190,7 +189,7 @@ def test_the_phase_is_classified_and_nan_where_test_phases_were_never_trained_on
     phases = np.where(scales < 1.0, "I", np.where(scales < 1.5, "II", "IV-B")).tolist()
     result = score(features, {}, groups, split(groups), phases)
     assert result["phase_bacc"] > 0.8 and result["gbt_phase_bacc"] > 0.6, result
-    assert result["phase_c"] in CS
+    assert result["phase_c"] in CS and result["gbt_phase_leaf"] in LEAVES
     table = ZooTable(features, {}, groups, [1.0] * len(groups), phases)
     crossed = score(features, {}, groups, unit_split("cross_phase", table, Probe.Config()), phases)
     assert math.isnan(crossed["phase_bacc"]) and math.isnan(crossed["gbt_phase_bacc"])
@@ -205,7 +204,7 @@ def test_probe_runs_on_every_unit_of_the_tiny_zoo(tiny_zoo):
     ctx = Context(config=config, spec=tiny_zoo.spec)
     result = probe.run(Zoo("random1", tiny_zoo.spec, cells), ctx)
     for target in ("test_acc", "gap", "cka", "log_hessian_trace", "mc"):
-        for key in ("r2", "tau", "rho", "gbt_r2", "gbt_tau", "gbt_rho", "alpha"):
+        for key in ("r2", "tau", "rho", "gbt_r2", "gbt_tau", "gbt_rho", "alpha", "gbt_leaf"):
             assert f"{key}_{target}" in result
         assert all(f"tau_{target}_{phase}" in result for phase in PHASES)
     assert {"r2_mean", "tau_mean", "gbt_r2_mean", "gbt_tau_mean", "phase_bacc", "gbt_phase_bacc"} <= set(result)
