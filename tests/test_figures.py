@@ -180,3 +180,15 @@ def test_zoo_sheet_of_a_fully_annotated_zoo(tiny_zoo, tmp_path):
     assert np.isfinite(panels[-2].grid).all() and panels[-1].phases is not None
     path = zoo_sheet(tiny_zoo, tmp_path / "sheet.png", methods=[method])
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_sheet_shows_the_numbers_the_task_has_and_says_which_metrics_are_not_annotated(tiny_zoo):
+    from zoobench.landscape.phases import phase_table
+
+    table = phase_table(tiny_zoo)
+    pde = table.drop(columns=["test_acc", "train_acc", "gap"]).assign(test_rel_l2=0.1)  # a task without classes
+    pde = pde.drop(columns=[c for c in pde if c.startswith("hessian")])  # and no Hessian annotated yet
+    panels = figures.sheet_panels(tiny_zoo, table=pde)
+    assert [p.metric for p in panels] == ["train_loss", "test_rel_l2", "cka", "hessian_log_trace", "mc", "phase"]
+    assert [p.metric for p in panels if p.note] == ["hessian_log_trace"]
+    assert "test_rel_l2" not in [p.metric for p in figures.sheet_panels(tiny_zoo, table=table)]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from zoobench.landscape.registry import columns
+from zoobench.landscape.registry import metrics
 from zoobench.reports.panels import (Panel, figure_style, finite_number, make_panel, panel_figure, phase_panel,
                                      save, share_limits)
 from zoobench.spec import ZooSpec
@@ -58,15 +58,18 @@ def row_panels(panels: Sequence[Mapping[str, Any]], spec: ZooSpec, shared_limits
 
 def sheet_panels(zoo, methods: Sequence[tuple[str, Any, str]] = (), epoch: int | None = None,
                  table=None) -> list[Panel]:
-    """The panels of `zoo_sheet`: the zoo's metrics (every catalogue column marked for the sheet, in
-    registration order), its phase map, then one per method."""
+    """The panels of `zoo_sheet`: the zoo's metrics (every catalogue column marked for the sheet that the
+    zoo's task has, in registration order), its phase map, then one per method."""
     from zoobench.landscape.phases import phase_table, rule
 
     spec = zoo.spec
     table = phase_table(zoo, epoch) if table is None else table
     phases = dict(zip(table["cell_id"], table["phase"])) if "phase" in table else {}
     panels = []
-    for column in (c for c in columns() if c.sheet):
+    for column in (c for metric in metrics() for c in metric.columns if c.sheet and (
+            c.name in table or not any(other.name in table for other in metric.columns))):
+        # a column its metric did not produce (test accuracy of a PDE, relative L2 error of a classifier)
+        # has no panel; a metric not annotated yet shows its panels empty, saying so
         title = column.title
         if column.name == "cka" and "cka_estimator" in table and len(table):
             title = f"{title}\n{table['cka_estimator'].iloc[0]}"  # which estimator made it

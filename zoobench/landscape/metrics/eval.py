@@ -24,7 +24,7 @@ METRIC = Metric(
         Column("gap", "generalization gap (train - test acc)", higher_is_better=False, sheet=True, target="gap"),
         Column("train_acc", "train accuracy", higher_is_better=True),
         Column("test_loss", "test loss", higher_is_better=False),
-        Column("test_rel_l2", "relative L2 test error", higher_is_better=False),
+        Column("test_rel_l2", "relative L2 test error", higher_is_better=False, log=True, sheet=True),
     ),
     description="clean train/test loss and accuracy, generalization gap",
 )
