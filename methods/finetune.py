@@ -4,7 +4,8 @@ Every model is trained on the target for a fixed budget; a model of the same rec
 scratch with the same budget and the same training loop is the baseline, so the headline ``gain``
 (`improvement` of the transferred model over the scratch one, in the target's own quality) is what
 the source training is worth on the target; negative transfer shows as a negative gain. The target
-is ``[data] transfer_target`` of the zoo's spec (e.g. CIFAR-10 -> STL-10, digits -> digits_shifted),
+is ``[data] transfer_target`` of the zoo's spec (e.g. CIFAR-10 -> STL-10, digits -> digits_shifted; with
+``[data.transfer_options]`` for the target's own options, e.g. the PINN's convection at beta 40),
 or, with ``target_load``, the zoo's own task at another load: for the PINN zoo, whose load is the
 convection coefficient beta, the same PDE at that beta (Krishnapriyan et al. 2021 warm-start a hard
 beta from an easier one's solution, their "curriculum regularization").
@@ -100,7 +101,9 @@ def load_target(cell: Cell, ctx: Context) -> tuple[TaskData, str]:
         raise ZoobenchError(f"finetune: zoo '{ctx.spec.name}' has no transfer target; set [data] transfer_target in "
                             f"its spec (e.g. \"stl10\" for CIFAR-10 zoos), or --set target_load=VALUE to transfer to "
                             f"the zoo's own task at another load (the PINN zoo's beta)")
-    return ctx.load_data(name), name
+    options = ctx.spec.data.transfer_options
+    described = f"{name} ({', '.join(f'{k}={v}' for k, v in options.items())})" if options else name
+    return ctx.load_data(name, **options), described
 
 
 def output_layer(model: nn.Module, sample: torch.Tensor) -> tuple[str, nn.Linear]:

@@ -91,6 +91,31 @@ def test_top_decile_in_the_low_loss_region():
     assert "threshold" in assess(claim, low)["reason"]  # without a train-loss threshold: not applicable
 
 
+@pytest.mark.parametrize("claim", [c for c in CLAIMS if c.without_accuracy is not None], ids=lambda c: c.id)
+def test_a_task_without_accuracy_tests_the_claim_on_its_error(claim):
+    """The PINN reports relative L2 errors: the claims on accuracy read 1 - error (or the lowest errors)."""
+    form = claim.without_accuracy
+    column = form.columns[0]
+    if isinstance(form, TopShare):
+        errors = np.linspace(0.01, 1.0, 40)  # the lowest errors are the low-loss cells
+        table = pd.DataFrame({"cell_id": [f"c{i}" for i in range(40)], "phase": ["IV-B"] * 20 + ["I"] * 20,
+                              column: errors, "train_loss": [0.01] * 20 + [2.0] * 20})
+        row = assess(claim, table, loss_threshold=0.23)
+        assert row["verdict"] == REPRODUCED and "lowest test_rel_l2" in row["statistic"], row
+        row = assess(claim, table.assign(**{column: errors[::-1]}), loss_threshold=0.23)
+        assert row["verdict"] == NOT_REPRODUCED, row
+        return
+    first = form.first
+    lower = cell_table({p: [0.2 if p in first else 0.8] * CELLS_PER_PHASE for p in PHASES}, column)
+    row = verdict_on(claim, lower)  # the claimed phases have the lower error: the claim holds
+    assert row["verdict"] == REPRODUCED and row["value"] == pytest.approx(0.6), row
+    assert f"(1 - {column})" in row["statistic"]
+    higher = lower.assign(**{column: 1.0 - lower[column]})
+    assert verdict_on(claim, higher)["verdict"] == NOT_REPRODUCED
+    both = lower.assign(**{claim.statistic.columns[0]: 0.5})  # accuracy present: the claim as stated
+    assert verdict_on(claim, both)["statistic"] == claim.statistic.describe()
+
+
 def test_an_effect_near_zero_is_small_and_a_large_one_is_not():
     claim = next(c for c in CLAIMS if isinstance(c.statistic, AbsMean))
     rng = np.random.default_rng(2)

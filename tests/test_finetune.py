@@ -165,8 +165,18 @@ def pinn_context(cell, **settings: str) -> Context:
 
 
 def test_on_the_pinn_the_target_is_the_pde_at_another_beta_and_the_whole_model_is_kept(pinn_cell):
+    import dataclasses
+
+    spec = pinn_cell.spec  # its transfer target: the same PDE at the grid's hardest beta
+    assert (spec.data.transfer_target, spec.data.transfer_options) == ("convection", {"beta": 40.0,
+                                                                                     "collocation_points": 100})
+    hardest = Finetune().run(pinn_cell, pinn_context(pinn_cell, steps="0"))
+    target = pinn_context(pinn_cell).load_data("convection", beta=40.0, collocation_points=100)
+    assert hardest["target_rel_l2"] == pytest.approx(np.mean([target.evaluate(m)["rel_l2"]
+                                                              for m in pinn_cell.models()]), rel=1e-6)
+    none = dataclasses.replace(spec, data=dataclasses.replace(spec.data, transfer_target=None, transfer_options={}))
     with pytest.raises(ZoobenchError, match="no transfer target.*target_load"):
-        Finetune().run(pinn_cell, pinn_context(pinn_cell))
+        Finetune().run(pinn_cell, Context(config=make_config(Finetune), spec=none))
     result = Finetune().run(pinn_cell, pinn_context(pinn_cell, target_load="5", steps="0"))
     target = pinn_context(pinn_cell).load_data("convection", **{**pinn_cell.recipe["data"]["options"], "beta": 5.0})
     transferred = [target.evaluate(model)["rel_l2"] for model in pinn_cell.models()]  # untouched: a warm start

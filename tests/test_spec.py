@@ -5,7 +5,7 @@ import pytest
 from conftest import write_spec
 from zoobench.spec.grid import cells, model_keys, model_spec
 from zoobench.spec import builtin_spec_paths, list_specs, load_spec, read_spec_file
-from zoobench.spec import SpecError
+from zoobench.spec import SpecError, parse_table
 
 
 def test_every_builtin_spec_parses_with_the_paper_grid_sizes():
@@ -104,6 +104,23 @@ def test_transfer_target_is_not_part_of_the_zoo_identity(tmp_path):
     assert [t.data.transfer_target for t in targets] == [None, "digits_shifted", "stl10"]
     assert {t.fingerprint for t in targets} == {spec.fingerprint}
     assert spec.with_overrides({"data.dataset": "digits_shifted"}).fingerprint != spec.fingerprint
+
+
+def test_transfer_options_belong_to_the_transfer_target_and_not_to_the_zoo_identity(tmp_path):
+    base = read_spec_file(write_spec(tmp_path))
+    path = write_spec(tmp_path, name="with_options")
+    options = '\n[data.transfer_options]\nsplit_seed = 3\n'
+    text = path.read_text().replace('dataset = "digits"\n', 'dataset = "digits"\n' + options)
+    path.write_text(text)
+    spec = read_spec_file(path)
+    assert spec.data.transfer_options == {"split_seed": 3} and spec.fingerprint == base.fingerprint
+    assert parse_table(spec.to_table(), "again").data.transfer_options == {"split_seed": 3}
+    path.write_text(text.replace("split_seed = 3", "bogus = 3"))
+    with pytest.raises(SpecError, match="unknown key 'data.transfer_options.bogus'"):
+        read_spec_file(path)
+    path.write_text(text.replace('transfer_target = "digits_shifted"\n', ""))
+    with pytest.raises(SpecError, match="data.transfer_options needs data.transfer_target"):
+        read_spec_file(path)
 
 
 def test_model_recipe_sets_the_axes_and_ids_read_like_the_paper(tmp_path):

@@ -19,9 +19,11 @@ MIN_CELLS = 2  # per compared group: a single cell has no spread to resample
 
 @dataclass(frozen=True)
 class Quantity:
-    """A number per cell: one reported column."""
+    """A number per cell: one reported column, or with `complement` 1 minus it (the quality of a task
+    measured by an error, as prune reads the PINN's: 1 - relative L2 error)."""
 
     name: str
+    complement: bool = False
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -29,11 +31,11 @@ class Quantity:
 
     @property
     def label(self) -> str:
-        return self.name
+        return f"(1 - {self.name})" if self.complement else self.name
 
     def of(self, data: Mapping[str, Any]):
         """Its values from (resamples, cells) arrays by column."""
-        return data[self.name]
+        return 1 - data[self.name] if self.complement else data[self.name]
 
 
 def _group(phases: Sequence[str]) -> str:
@@ -126,12 +128,14 @@ class AbsMean:
 
 @dataclass(frozen=True)
 class TopShare:
-    """Share of the top `top` fraction of cells by test accuracy (at least one cell) whose train loss is at
-    most the phase rule's train-loss threshold, i.e. that lie inside the low-train-loss region."""
+    """Share of the top `top` fraction of cells by test quality (at least one cell) whose train loss is at
+    most the phase rule's train-loss threshold, i.e. that lie inside the low-train-loss region. Quality is
+    `accuracy`: a column where higher is better, or with `error` one where lower is."""
 
     top: float = 0.1
     accuracy: str = "test_acc"
     loss: str = "train_loss"
+    error: bool = False
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -142,7 +146,8 @@ class TopShare:
         return LABELLED
 
     def describe(self) -> str:
-        return f"share of the top {self.top:.0%} {self.accuracy} cells with {self.loss} <= the rule's threshold"
+        best = f"lowest {self.accuracy}" if self.error else self.accuracy
+        return f"share of the top {self.top:.0%} {best} cells with {self.loss} <= the rule's threshold"
 
     def groups(self, phase) -> list[tuple[str, int]]:
         return [("top", self._count(len(phase))), ("all", len(phase))]
@@ -157,7 +162,8 @@ class TopShare:
         import numpy as np
 
         accuracy, loss = data[self.accuracy], data[self.loss]
-        best = np.argsort(-accuracy, axis=1, kind="stable")[:, :self._count(accuracy.shape[1])]
+        order = np.argsort(accuracy if self.error else -accuracy, axis=1, kind="stable")
+        best = order[:, :self._count(accuracy.shape[1])]
         return (np.take_along_axis(loss, best, axis=1) <= loss_threshold).mean(axis=1)
 
 

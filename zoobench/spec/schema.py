@@ -47,6 +47,7 @@ class DataSpec:
     options: dict[str, Any]  # the dataset's own options (e.g. the PDE's beta), defaults filled in
     augmentation: AugmentationSpec = AugmentationSpec()
     transfer_target: str | None = None  # dataset that transfer methods fine-tune on
+    transfer_options: dict[str, Any] = field(default_factory=dict)  # its options where the spec sets them
 
 
 @dataclass(frozen=True)
@@ -146,10 +147,12 @@ class ZooSpec:
         """Everything that determines what a model of this zoo learns (grid values excluded).
 
         The transfer target is only read by transfer methods, so it is left out (recorded as none,
-        which keeps the fingerprints of zoos that never had one as they were)."""
+        which keeps the fingerprints of zoos that never had one as they were), and so are its options."""
+        data = _asdict(dataclasses.replace(self.data, transfer_target=None))
+        del data["transfer_options"]
         return {
             "schema_version": SCHEMA_VERSION,
-            "data": _asdict(dataclasses.replace(self.data, transfer_target=None)),
+            "data": data,
             "model": _asdict(self.model),
             "training": _asdict(self.training),
             "axes": {"load": self.grid.load.field, "temperature": self.grid.temperature.field},
@@ -175,6 +178,8 @@ class ZooSpec:
         }
         if self.data.transfer_target is not None:
             table["data"]["transfer_target"] = self.data.transfer_target
+        if self.data.transfer_options:
+            table["data"]["transfer_options"] = dict(self.data.transfer_options)
         return _drop_none(table)
 
     def with_overrides(self, overrides: dict[str, Any]) -> ZooSpec:
@@ -225,13 +230,22 @@ def _parse_data(table: Any, source: str) -> DataSpec:
     table = _require_table(table, "data", source)
     dataset = _require_name(table, "data", "dataset", DATASETS, source)
     info = DATASETS.get(dataset)
-    rest = {k: v for k, v in table.items() if k not in ("dataset", "augmentation", "transfer_target")}
+    rest = {k: v for k, v in table.items() if k not in ("dataset", "augmentation", "transfer_target",
+                                                        "transfer_options")}
     options = options_from_table(info.options, info.choices, rest, "data", source, f"dataset '{dataset}'")
     augmentation = from_table(AugmentationSpec, table.get("augmentation", {}), "data.augmentation", source)
     target = table.get("transfer_target")
     if target is not None:
         target = _require_name(table, "data", "transfer_target", DATASETS, source)
-    return DataSpec(dataset, options, augmentation, target)
+    given = _require_table(table.get("transfer_options", {}), "data.transfer_options", source)
+    if given and target is None:
+        raise SpecError(f"{source}: data.transfer_options needs data.transfer_target, the dataset they belong to")
+    if given:
+        info = DATASETS.get(target)
+        checked = options_from_table(info.options, info.choices, given, "data.transfer_options", source,
+                                     f"dataset '{target}'")
+        given = {name: checked[name] for name in given}
+    return DataSpec(dataset, options, augmentation, target, given)
 
 
 def _parse_annotation(table: Any, source: str) -> dict[str, Any]:
