@@ -140,6 +140,17 @@ def test_publish_is_byte_for_byte_stable_and_complete(zoo_copy, tmp_path):
     assert len(cells) == 4
 
 
+def test_publishing_one_method_keeps_the_zoos_claims_and_sheet_for_the_others(zoo_copy, tmp_path):
+    spec, store = zoo_copy
+    ensemble(spec, store)
+    run("rebasin", spec, store, generate_missing=False, execution=QUIET)
+    publish(spec, store, ["ensemble", "rebasin"], tmp_path / "all")
+    publish(spec, store, ["ensemble", "rebasin"], tmp_path / "some")
+    publish(spec, store, ["ensemble"], tmp_path / "some")  # a later update of one method
+    for name in (*leaderboard.CLAIM_FILES, leaderboard.SHEET):
+        assert (tmp_path / "all" / spec.name / name).read_bytes() == (tmp_path / "some" / spec.name / name).read_bytes()
+
+
 def test_compare_against_a_published_leaderboard(zoo_copy, tmp_path):
     spec, store = zoo_copy
     ensemble(spec, store)

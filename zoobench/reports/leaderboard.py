@@ -81,11 +81,15 @@ def publish(spec: ZooSpec, store: Store | None = None, methods: Sequence[str] | 
         atomic.write_text(zoo_folder / NOISE, tables.to_csv(noise))
     for b in boards:
         report.folders.append(write_board(b, spec, zoo_folder / b.method))
-    claims.write(claims.check_claims(spec, store, epoch, names, plugins), zoo_folder)
+    # the zoo's claims and sheet cover every method published for it, not only those published now
+    earlier = [from_folder(folder.parent, spec) for folder in sorted(zoo_folder.glob(f"*/{PROVENANCE}"))
+               if folder.parent.name not in names]
+    shown = sorted([*boards, *earlier], key=lambda b: b.method)
+    claims.write(claims.check_claims(spec, store, epoch, [b.method for b in shown], plugins), zoo_folder)
     from zoobench.reports.figures import zoo_sheet
 
     zoo_sheet(store.zoo(spec), zoo_folder / SHEET, [(f"{b.method}: {b.headline}", b.table, b.headline)
-                                                    for b in boards if b.scope == "cell"], epoch)
+                                                    for b in shown if b.scope == "cell"], epoch)
     report.index = write_index(out)
     return report
 
