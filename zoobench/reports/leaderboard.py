@@ -82,9 +82,9 @@ def publish(spec: ZooSpec, store: Store | None = None, methods: Sequence[str] | 
     for b in boards:
         report.folders.append(write_board(b, spec, zoo_folder / b.method))
     # the zoo's claims and sheet cover every method published for it, not only those published now
-    earlier = [from_folder(folder.parent, spec) for folder in sorted(zoo_folder.glob(f"*/{PROVENANCE}"))
-               if folder.parent.name not in names]
-    shown = sorted([*boards, *earlier], key=lambda b: b.method)
+    earlier = [_published(folder.parent, spec, store, plugins, epoch)
+               for folder in sorted(zoo_folder.glob(f"*/{PROVENANCE}")) if folder.parent.name not in names]
+    shown = [*boards, *earlier]
     claims.write(claims.check_claims(spec, store, epoch, [b.method for b in shown], plugins), zoo_folder)
     from zoobench.reports.figures import zoo_sheet
 
@@ -92,6 +92,15 @@ def publish(spec: ZooSpec, store: Store | None = None, methods: Sequence[str] | 
                                                     for b in shown if b.scope == "cell"], epoch)
     report.index = write_index(out)
     return report
+
+
+def _published(folder: Path, spec: ZooSpec, store: Store, plugins: Sequence[str], epoch: int | None) -> Board:
+    """A method published earlier: its stored results where the store has them (the numbers a full publish
+    draws), else its folder."""
+    try:
+        return from_store(folder.name, spec, store, None, plugins, epoch)
+    except ZoobenchError:  # UsageError included: a method no longer installed, results no longer stored
+        return from_folder(folder, spec)
 
 
 def publish_reference(store: Store | None = None, names: Sequence[str] | None = None,
