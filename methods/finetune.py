@@ -39,6 +39,7 @@ class Finetune(Method):
     headline = "gain"
     higher_is_better = True
     key_metrics = ("target_acc", "scratch_acc", "source_acc", "target_rel_l2", "scratch_rel_l2")
+    spec_fields = ("data.transfer_target", "data.transfer_options")
 
     @dataclass(frozen=True)
     class Config:

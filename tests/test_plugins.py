@@ -84,13 +84,14 @@ def test_a_class_breaking_the_contract_is_reported(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("from dataclasses import dataclass\nfrom zoobench.method import Method\n"
                    "class Bad(Method):\n    name = 'bad method'\n    headline = ''\n"
-                   "    scope = 'zoo'\n    @dataclass(frozen=True)\n    class Config:\n        steps: int\n")
+                   "    scope = 'zoo'\n    spec_fields = ('transfer_target',)\n"
+                   "    @dataclass(frozen=True)\n    class Config:\n        steps: int\n")
     found = discover([str(bad)])
     assert "bad method" not in found.names()
     error = {b.origin: b.error for b in found.broken}[str(bad)]
     for problem in ("'headline' must be a non-empty string", "letters, digits and underscores",
                     "every field of 'Config' needs a default", "'run' is not implemented",
-                    "scope 'zoo' must define units(config)"):
+                    "scope 'zoo' must define units(config)", "'spec_fields' must be a tuple of spec fields"):
         assert problem in error
 
 
@@ -130,3 +131,23 @@ def test_the_readme_plugin_example_is_a_working_plugin(tmp_path, zoo_copy):
                  execution=QUIET)
     table = report.table()
     assert report.failed == {} and len(table) == 4 and (table["weight_norm"] > 0).all()
+
+
+def test_the_spec_fields_a_method_reads_key_its_results():
+    """A transfer target lies outside the zoo's fingerprint: finetune's results must change key with it, and
+    the methods that do not read it keep theirs."""
+    from zoobench.bench.results import MethodResults
+    from zoobench.spec import load_spec
+    from zoobench.store import Store
+
+    found = discover()
+    spec = load_spec("digits_mlp")
+    other = spec.with_overrides({"data.transfer_target": "stl10"})
+    assert other.fingerprint == spec.fingerprint
+
+    def key(name, zoo_spec):
+        method = found.get(name)
+        return MethodResults(Store("/nonexistent").zoo(zoo_spec), method, make_config(method), 15).config_hash
+
+    assert key("finetune", spec) != key("finetune", other)
+    assert key("ensemble", spec) == key("ensemble", other)

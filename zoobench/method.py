@@ -48,7 +48,7 @@ from zoobench.data.protocol import Batch, TaskData
 from zoobench.data.splits import Split, holdout_split, random_split, standard_splits
 from zoobench.errors import UsageError, ZoobenchError
 from zoobench.landscape.registry import seed_mean, targets
-from zoobench.spec import ZooSpec
+from zoobench.spec import SECTIONS, ZooSpec
 from zoobench.spec.strict import Range, SpecError, convert, hints, type_name
 
 if TYPE_CHECKING:
@@ -87,6 +87,9 @@ class Method:
     key_metrics: ClassVar[tuple[str, ...]] = ()  # a few more returned keys worth showing beside the headline
     Config: ClassVar[type] = NoConfig  # a frozen dataclass; every field has a default
     needs: ClassVar[tuple[str, ...]] = ()  # annotations used besides those that label phases (eval, cka, mc)
+    # spec fields read besides the models, e.g. "data.transfer_target": outside the zoo's fingerprint, so
+    # they are part of the results' key (a changed transfer target is new results, not stale ones)
+    spec_fields: ClassVar[tuple[str, ...]] = ()
     scope: ClassVar[Literal["cell", "zoo"]] = "cell"
 
     def validate(self, config: Any) -> None:
@@ -116,6 +119,11 @@ def contract_problems(method: type) -> list[str]:
     elif any(f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
              for f in dataclasses.fields(method.Config)):
         problems.append("every field of 'Config' needs a default")
+    fields = getattr(method, "spec_fields", ())
+    if not isinstance(fields, tuple) or not all(isinstance(f, str) and "." in f and f.split(".")[0] in SECTIONS
+                                                for f in fields):
+        problems.append(f"'spec_fields' must be a tuple of spec fields such as 'data.transfer_target' (sections: "
+                        f"{', '.join(SECTIONS)}), got {fields!r}")
     if method.scope not in ("cell", "zoo"):
         problems.append(f"'scope' must be 'cell' or 'zoo', got {method.scope!r}")
     if method.run is Method.run:
@@ -123,6 +131,17 @@ def contract_problems(method: type) -> list[str]:
     if method.scope == "zoo" and method.units is Method.units:
         problems.append("a method with scope 'zoo' must define units(config)")
     return problems
+
+
+def spec_values(spec: ZooSpec, fields: Sequence[str]) -> dict[str, Any]:
+    """The values of dotted spec fields (None where the spec leaves one unset), as its table has them."""
+    found = {}
+    for name in fields:
+        value: Any = spec.to_table()
+        for part in name.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        found[name] = value
+    return found
 
 
 def make_config(method: type[Method], settings: dict[str, str] | None = None) -> Any:

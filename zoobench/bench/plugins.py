@@ -112,6 +112,8 @@ def describe(found: Methods, name: str) -> list[tuple[str, str]]:
             ("headline", f"{method.headline} ({'higher' if method.higher_is_better else 'lower'} is better)"),
             ("key metrics", ", ".join(method.key_metrics) or "-"),
             ("needs", ", ".join(method.needs) or "the phase annotations only"),
+            *([("reads", f"{', '.join(method.spec_fields)} of the zoo's spec (part of its results' key)")]
+              if method.spec_fields else []),
             *(options or [("options", "none")]), ("origin", found.origin(name))]
 
 

@@ -16,7 +16,7 @@ import platform
 from typing import Any
 
 from zoobench import __version__
-from zoobench.method import Method, config_table
+from zoobench.method import Method, config_table, spec_values
 from zoobench.store import ZooStore, atomic
 
 
@@ -32,7 +32,9 @@ class MethodResults:
         self.method = method
         self.config = config_table(config)
         self.epoch = epoch
-        self.config_hash = digest({"version": method.version, "config": self.config, "epoch": epoch})[:10]
+        self.spec_fields = spec_values(zoo.spec, method.spec_fields)  # empty for most methods: keys as before
+        key = {"version": method.version, "config": self.config, "epoch": epoch}
+        self.config_hash = digest({**key, "spec": self.spec_fields} if self.spec_fields else key)[:10]
         self.folder = zoo.path / "results" / method.name / f"v{method.version}-{self.config_hash}"
 
     def provenance(self, origin: str) -> dict[str, Any]:
@@ -40,10 +42,13 @@ class MethodResults:
 
         return {"zoo": self.zoo.spec.name, "fingerprint": self.zoo.spec.fingerprint, "method": self.method.name,
                 "version": self.method.version, "config": self.config, "config_hash": self.config_hash,
-                "epoch": self.epoch, "headline": self.method.headline,
+                "epoch": self.epoch, "headline": self.method.headline, **self._spec(),
                 "higher_is_better": self.method.higher_is_better, "scope": self.method.scope, "origin": origin,
                 "versions": {"zoobench": __version__, "torch": torch.__version__,
                              "python": platform.python_version()}}
+
+    def _spec(self) -> dict[str, Any]:
+        return {"spec_fields": self.spec_fields} if self.spec_fields else {}
 
     def start(self, origin: str) -> None:
         """Record the provenance once (the first run of this key writes it)."""

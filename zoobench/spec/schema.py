@@ -23,6 +23,7 @@ from zoobench.models.catalog import ARCHITECTURES
 from zoobench.spec.strict import SpecError, convert, from_table, option_value, options_from_table
 
 SCHEMA_VERSION = 1
+SECTIONS = ("zoo", "data", "model", "training", "grid", "evaluation", "annotation", "phases")  # of a spec file
 
 
 @dataclass(frozen=True)
@@ -206,10 +207,9 @@ def _drop_none(table: dict[str, Any]) -> dict[str, Any]:
 
 def parse_table(table: dict[str, Any], source: str) -> ZooSpec:
     """Validate a TOML-shaped table; every error names `source` and the offending key."""
-    known = {"zoo", "data", "model", "training", "grid", "evaluation", "annotation", "phases"}
     for key in table:
-        if key not in known:
-            raise SpecError(f"{source}: unknown section [{key}]; valid sections: {', '.join(sorted(known))}")
+        if key not in SECTIONS:
+            raise SpecError(f"{source}: unknown section [{key}]; valid sections: {', '.join(sorted(SECTIONS))}")
     for key in ("zoo", "data", "model", "training", "grid"):
         if key not in table:
             raise SpecError(f"{source}: missing section [{key}]")
