@@ -55,8 +55,9 @@ def export_weights(zoo: ZooStore, path: str | Path, format: str = "wsl", epochs:
     layouts = {group.name: fmt.columns(_first_state(zoo, rows, group), zoo.spec.name) for group in rows.groups}
     identity = {"zoo": zoo.spec.name, "fingerprint": zoo.spec.fingerprint, "format": format,
                 "architecture": zoo.spec.model.architecture}
-    if not (root / EXPORT_FILE).is_file():  # claims the folder, so an interrupted export can resume here
-        folders.write_index(root, {EXPORT_FILE: _json({**identity, "complete": False})})
+    # claims the folder (an interrupted export resumes here) and says that, until the index is written
+    # again, its groups and index may not belong together
+    folders.write_index(root, {EXPORT_FILE: _json({**identity, "complete": False})})
     folders.clear_leftovers(root)
     report = ExportReport(root, format, len(rows.table), [g.name for g in rows.groups], left_out=rows.left_out)
     hashes = {e: {m: h for cell in zoo.checkpoint_hashes(e).values() for m, h in cell.items()} for e in epochs}
