@@ -211,9 +211,12 @@ def test_the_command_line_exports_and_refuses_bad_epochs_in_one_line(zoo_copy, t
                         "--epochs", "all", home=store.home)
     assert done.returncode == 0 and "shape groups (w4, w16)" in done.stdout.replace("\n", " "), done.stderr
     assert (tmp_path / "out" / "w16" / "idcs.csv").is_file()
-    for epochs, fragment in [("x", "--epochs expects epochs such as 11,12,15 or 'all', got 'x'"),
-                             ("9", "stores no checkpoints at epochs [9]")]:
-        bad = zoobench_cli("zoo", "export", spec.source, str(tmp_path / "bad"), "--format", "wsl", "--epochs", epochs,
+    (tmp_path / "a_file").write_text("")
+    for folder, epochs, fragment in [
+            ("bad", "x", "--epochs expects epochs such as 11,12,15 or 'all', got 'x'"),
+            ("bad", "9", "stores no checkpoints at epochs [9]"),
+            ("a_file/sub", "all", "cannot create the folder")]:
+        bad = zoobench_cli("zoo", "export", spec.source, str(tmp_path / folder), "--format", "wsl", "--epochs", epochs,
                            home=store.home)
         lines = bad.stderr.strip().splitlines()
         assert bad.returncode == 2 and len(lines) == 1 and fragment in lines[0], bad.stderr

@@ -20,6 +20,8 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Iterator
 
+from zoobench.errors import UsageError
+
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -54,6 +56,17 @@ def capture() -> Iterator[dict[Path, bytes]]:
             _SCRATCH.reset(token)
         files.update({Path(scratch.anchor) / path.relative_to(scratch): path.read_bytes()
                       for path in sorted(scratch.rglob("*")) if path.is_file()})
+
+
+def writable_folder(path: Path, what: str) -> Path:
+    """Create folder `path` with its parents for `what`, or refuse in one line (a file in the way, no
+    permission) instead of failing later mid-write."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"cannot create the folder {path} for {what}: {error.strerror}; give another folder") \
+            from None
+    return path
 
 
 def write_bytes(path: Path, data: bytes) -> None:

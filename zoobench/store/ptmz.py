@@ -213,8 +213,7 @@ def export_zoo(zoo: ZooStore, path: str | Path, show_progress: bool = True) -> i
     import torch
     from rich.progress import track
 
-    root = Path(path)
-    root.mkdir(parents=True, exist_ok=True)
+    root = atomic.writable_folder(Path(path), "the export")
     atomic.write_json(root / SPEC_FILE, {"source": zoo.spec.source, "spec": zoo.spec.to_table(),
                                          "fingerprint": zoo.spec.fingerprint})
     written = 0

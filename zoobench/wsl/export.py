@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from zoobench.errors import UsageError
-from zoobench.store import ZooStore
+from zoobench.store import ZooStore, atomic
 from zoobench.wsl import folders
 from zoobench.wsl.formats import FORMATS, Column
 from zoobench.wsl.rows import ShapeGroup, ZooRows, zoo_rows
@@ -57,6 +57,7 @@ def export_weights(zoo: ZooStore, path: str | Path, format: str = "wsl", epochs:
                 "architecture": zoo.spec.model.architecture}
     # claims the folder (an interrupted export resumes here) and says that, until the index is written
     # again, its groups and index may not belong together
+    atomic.writable_folder(root, "the export")
     folders.write_index(root, {EXPORT_FILE: _json({**identity, "complete": False})})
     folders.clear_leftovers(root)
     report = ExportReport(root, format, len(rows.table), [g.name for g in rows.groups], left_out=rows.left_out)
