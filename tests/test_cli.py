@@ -108,3 +108,11 @@ def test_show_explains_each_phase_label(tiny_spec_path, home):
     assert "eval: annotated 2 cells" in annotated.stdout and "phase per cell" in annotated.stdout
     shown = zoobench_cli("zoo", "show", "tiny", "--why", home=home)
     assert "w8-bs64: ?: missing mc" in shown.stdout
+
+
+def test_a_path_that_cannot_be_written_is_a_one_line_error(zoo_copy, tmp_path):
+    spec, store = zoo_copy
+    (tmp_path / "a_file").write_text("")
+    result = zoobench_cli("report", "--zoo", spec.source, "--out", str(tmp_path / "a_file" / "report.html"),
+                          home=store.home)
+    _one_line_error(result, 2, "File exists", "a_file", "check the path given")

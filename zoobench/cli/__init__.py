@@ -2,11 +2,13 @@
 
 Heavy imports (torch) happen inside the API functions that need them, so listing and showing zoos
 starts in well under a second. Every user error ends as one line on stderr with exit code 2 (bad
-input) or 1 (failure), never a traceback; an interrupt (Ctrl-C) exits with 130 and keeps finished work.
+input, a path that cannot be written included) or 1 (failure), never a traceback; an interrupt
+(Ctrl-C) exits with 130 and keeps finished work.
 """
 
 from __future__ import annotations
 
+import errno
 import sys
 
 import typer
@@ -19,6 +21,8 @@ __all__ = ["app", "main"]
 
 
 INTERRUPTED = 130  # what typer returns for a Ctrl-C inside a command, and the shell's code for SIGINT
+# a path that is wrong (bad input, exit code 2); other file-system errors (a full disk) are failures
+PATH_ERRORS = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.EACCES, errno.EPERM, errno.EROFS}
 
 
 def main() -> None:
@@ -43,3 +47,9 @@ def main() -> None:
     except KeyboardInterrupt:
         errors.print("interrupted: finished work is kept; run the same command again to resume")
         sys.exit(INTERRUPTED)
+    except OSError as error:  # a path the user gave that cannot be read or written (a file in the way, ...)
+        if error.filename is None:
+            raise
+        errors.print(f"error: {error.strerror}: {error.filename}; check the path given and its permissions",
+                     markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2 if error.errno in PATH_ERRORS else 1)
