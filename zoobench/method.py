@@ -60,8 +60,8 @@ _PERMUTATION = ("PermutationSpec", "aligned_average", "apply_permutation", "aver
                 "permutation_spec", "weight_matching")
 
 __all__ = ["Batch", "Cell", "Context", "Method", "NoConfig", "Range", "Split", "TaskData", "UsageError", "Zoo",
-           "ZoobenchError", "barrier", "holdout_split", "improvement", "interpolate", "landscape_targets", "linear_path",
-           "random_split", "seed_mean", "standard_splits", *_PERMUTATION]
+           "ZoobenchError", "barrier", "holdout_split", "improvement", "interpolate", "landscape_targets",
+           "linear_path", "random_split", "seed_mean", "standard_splits", *_PERMUTATION]
 
 
 def __getattr__(name: str) -> Any:
@@ -135,9 +135,9 @@ def contract_problems(method: type) -> list[str]:
 
 def spec_values(spec: ZooSpec, fields: Sequence[str]) -> dict[str, Any]:
     """The values of dotted spec fields (None where the spec leaves one unset), as its table has them."""
-    found = {}
+    table, found = spec.to_table(), {}
     for name in fields:
-        value: Any = spec.to_table()
+        value: Any = table
         for part in name.split("."):
             value = value.get(part) if isinstance(value, dict) else None
         found[name] = value

@@ -42,12 +42,14 @@ class MethodResults:
 
         return {"zoo": self.zoo.spec.name, "fingerprint": self.zoo.spec.fingerprint, "method": self.method.name,
                 "version": self.method.version, "config": self.config, "config_hash": self.config_hash,
-                "epoch": self.epoch, "headline": self.method.headline, **self._spec(),
+                "epoch": self.epoch, "headline": self.method.headline, **self.spec_record(),
                 "higher_is_better": self.method.higher_is_better, "scope": self.method.scope, "origin": origin,
                 "versions": {"zoobench": __version__, "torch": torch.__version__,
                              "python": platform.python_version()}}
 
-    def _spec(self) -> dict[str, Any]:
+    def spec_record(self) -> dict[str, Any]:
+        """The spec fields in the results' key, for a provenance record (nothing when there are none, so
+        the records of methods that read none stay as they were)."""
         return {"spec_fields": self.spec_fields} if self.spec_fields else {}
 
     def start(self, origin: str) -> None:

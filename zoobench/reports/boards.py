@@ -87,7 +87,7 @@ def provenance(results) -> dict[str, Any]:
             "config_hash": results.config_hash, "epoch": results.epoch, "headline": results.method.headline,
             "higher_is_better": results.method.higher_is_better, "scope": results.method.scope,
             "units": len(table), "ok_units": len(ok), "models": models, "zoobench": __version__,
-            **({"spec_fields": results.spec_fields} if results.spec_fields else {})}
+            **results.spec_record()}
 
 
 def from_store(method: str, spec: ZooSpec, store: Store | None = None, settings: dict[str, str] | None = None,

@@ -5,6 +5,6 @@ from zoobench.spec.schema import (SECTIONS, AugmentationSpec, Axis, DataSpec, Ev
                                   PhaseThresholds, TrainingSpec, ZooSpec, parse_table)
 from zoobench.spec.strict import SpecError
 
-__all__ = ["SECTIONS", "AugmentationSpec", "Axis", "DataSpec", "EvaluationSpec", "GridSpec", "ModelSpec", "PhaseThresholds",
-           "SpecError", "TrainingSpec", "ZooSpec", "builtin_spec_paths", "list_specs", "load_spec", "parse_table",
-           "read_spec_file"]
+__all__ = ["SECTIONS", "AugmentationSpec", "Axis", "DataSpec", "EvaluationSpec", "GridSpec", "ModelSpec",
+           "PhaseThresholds", "SpecError", "TrainingSpec", "ZooSpec", "builtin_spec_paths", "list_specs", "load_spec",
+           "parse_table", "read_spec_file"]

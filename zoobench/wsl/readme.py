@@ -76,8 +76,9 @@ epoch) at epochs {', '.join(map(str, epochs))}.{left} Grid: load = `{spec.grid.l
 `export.json` says what was exported and whether the export is complete (an interrupted one says
 `"complete": false`; re-running the command completes it). `index.csv` lists the groups (`group,
 folder, first_row, rows, models, loads, columns`): the export's global row numbering runs through
-the groups in that order, group `g`'s row `i` being global row `first_row + i`. `splits.json` maps each split name to `{{"description", "train", "val", "test"}}`
-lists of global rows; a model's epochs are always on one side:
+the groups in that order, group `g`'s row `i` being global row `first_row + i`. `splits.json` maps
+each split name to `{{"description", "train", "val", "test"}}` lists of global rows; a model's epochs
+are always on one side:
 
 {splits}
 """

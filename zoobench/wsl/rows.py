@@ -65,8 +65,8 @@ def zoo_rows(zoo: ZooStore, epochs: Sequence[int] | None = None) -> ZooRows:
     if unknown:
         raise UsageError(f"{spec.name} stores no checkpoints at epochs {unknown}; stored epochs: "
                          f"{', '.join(map(str, spec.stored_epochs))}")
-    phases = {cell: row.get("phase") for cell, row in cell_annotations(zoo, spec.metric_epoch).items()}
-    per_cell = {e: cell_annotations(zoo, e) for e in epochs}
+    per_cell = {e: cell_annotations(zoo, e) for e in {*epochs, spec.metric_epoch}}
+    phases = {cell: row.get("phase") for cell, row in per_cell[spec.metric_epoch].items()}
     per_model = {e: model_annotations(zoo, e) for e in epochs}
     order = {c.id: i for i, c in enumerate(grid_cells(spec))}
     records = sorted(zoo.models(), key=lambda r: (order.get(r.cell_id, len(order)), r.seed))
