@@ -60,6 +60,37 @@ class VisibleGpu:
         return os.environ.get("CUDA_VISIBLE_DEVICES")
 
 
+@dataclass(frozen=True)
+class WorkerId:
+    """A unit that reports which process ran it (or fails)."""
+
+    label: str
+    fail: bool = False
+    size = 1
+
+    def __call__(self) -> int:
+        time.sleep(0.3)
+        if self.fail:
+            raise ValueError("this unit fails")
+        return os.getpid()
+
+
+def test_an_executor_keeps_its_workers_between_runs_and_replaces_them_after_an_error():
+    """The stages of `zoobench run` share one executor; a worker costs seconds to start."""
+    executor = LocalExecutor(2, device="cpu")
+    units = [WorkerId(str(i)) for i in range(4)]
+    try:
+        first = {pid for _, pid in executor.run(units, "pids", show_progress=False)}
+        second = {pid for _, pid in executor.run(units, "pids", show_progress=False)}
+        assert len(first | second) <= 2 and os.getpid() not in first
+        with pytest.raises(ValueError, match="this unit fails"):
+            list(executor.run([WorkerId("bad", fail=True), WorkerId("ok")], "fails", show_progress=False))
+        after = {pid for _, pid in executor.run(units, "pids", show_progress=False)}
+        assert after.isdisjoint(first | second)
+    finally:
+        executor.close()
+
+
 @pytest.fixture
 def two_gpus(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)

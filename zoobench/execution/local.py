@@ -3,7 +3,10 @@
 Units are handed out one per free worker, so the bar can show what is in flight and an interrupt
 loses only those units. Workers are started fresh (spawn), pinned to a share of the cores, and die
 with their parent even on ``kill -9`` (Linux PDEATHSIG), so no orphan keeps writing to a store that
-a re-run is already repairing.
+a re-run is already repairing. An executor keeps its workers from one `run` to the next: a worker
+costs seconds to start (importing torch and the dataset) and the stages of `zoobench run` (train,
+each metric, the method) share one executor, so they share their workers too. An error or an
+interrupt ends the workers; the next `run` starts new ones.
 
 For units on a GPU there are `units_per_gpu` workers per visible GPU, each
 seeing only its GPU (``CUDA_VISIBLE_DEVICES``), so units say just "cuda". Several units share a GPU
@@ -22,6 +25,7 @@ import multiprocessing
 import os
 import queue
 import signal
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
@@ -54,6 +58,12 @@ class LocalExecutor:
         otherwise `workers` processes (default: one per core). GPUs are counted when units first run,
         so that planning never imports torch."""
         self.requested, self.device, self.units_per_gpu = workers, device, units_per_gpu
+        self._pools: dict[tuple[int, tuple[str, ...]], list[Any]] = {}  # (workers, GPUs) -> a pool per lane
+        weakref.finalize(self, _terminate, self._pools)
+
+    def close(self) -> None:
+        """End the worker processes now (they also end when the executor is collected or the program exits)."""
+        _terminate(self._pools)
 
     def layout(self) -> tuple[int, list[str]]:
         """(worker processes, the CUDA device id each worker i sees as ``gpus[i % len(gpus)]``)."""
@@ -83,15 +93,11 @@ class LocalExecutor:
                     progress.advance(task, unit.size)
                 show([])
                 return
-            yield from self._pool(units, min(workers, len(units)), gpus, progress, task, show)
+            yield from self._pool(units, workers, gpus, progress, task, show)
 
     def _pool(self, units, workers: int, gpus: list[str], progress, task, show) -> Iterator[tuple[Unit, Any]]:
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        context = multiprocessing.get_context("spawn")
-        # One pool per GPU, so that a unit can be sent to a chosen GPU; on CPU, one pool.
-        lanes = [_Lane(context.Pool(min(workers, self.units_per_gpu) if gpu else workers, initializer=_init_worker,
-                                    initargs=(threads, [gpu] if gpu else [], context.Value("i", 0))),
-                       min(workers, self.units_per_gpu) if gpu else workers) for gpu in (gpus or [None])]
+        lanes = [_Lane(pool, min(workers, self.units_per_gpu) if gpu else workers)
+                 for pool, gpu in zip(self._started(workers, gpus), gpus or [None])]
         finished: queue.Queue = queue.Queue()
         pending = list(reversed(units))
         alone: list[Unit] = []  # ran out of GPU memory next to other units: waits for a GPU to itself
@@ -134,12 +140,31 @@ class LocalExecutor:
                 yield unit, result
                 progress.advance(task, unit.size)
             show([])
-            for lane in lanes:
-                lane.pool.close()
-        finally:  # on Ctrl-C or an error, stop the units in flight now rather than after they finish
-            for lane in lanes:
-                lane.pool.terminate()
-                lane.pool.join()
+        except BaseException:  # Ctrl-C, an error, or the caller stopped early: stop the units in flight now
+            self.close()
+            raise
+
+    def _started(self, workers: int, gpus: list[str]) -> list[Any]:
+        """The pools of `workers` workers (one pool per GPU, so that a unit can be sent to a chosen GPU; on
+        the CPU one pool), started on first use and kept for the next `run`."""
+        key = (workers, tuple(gpus))
+        if key not in self._pools:
+            self.close()  # other workers than these are no longer wanted
+            threads = max(1, (os.cpu_count() or 1) // workers)
+            context = multiprocessing.get_context("spawn")
+            self._pools[key] = [context.Pool(min(workers, self.units_per_gpu) if gpu else workers,
+                                             initializer=_init_worker,
+                                             initargs=(threads, [gpu] if gpu else [], context.Value("i", 0)))
+                                for gpu in (gpus or [None])]
+        return self._pools[key]
+
+
+def _terminate(pools: dict[Any, list[Any]]) -> None:
+    for lane_pools in pools.values():
+        for pool in lane_pools:
+            pool.terminate()
+            pool.join()
+    pools.clear()
 
 
 @dataclass
