@@ -279,7 +279,7 @@ def measure_hessian(bench: Bench, deadline: float) -> Iterator[Row]:
     gradient graph shared), in zoobench's default passes, and forward-over-reverse in the same passes."""
     import torch.nn.functional as F
 
-    from zoobench.landscape.hessian import make_hvp
+    from zoobench.landscape.hvp import make_hvp
     from zoobench.models import build_model
 
     plan, device = bench.plan, bench.plan.device

@@ -47,7 +47,8 @@ from pyhessian import hessian as PyHessian
 from scipy.sparse.linalg import eigsh
 from torch import nn
 
-from zoobench.landscape.hessian import hutchinson_trace, hutchpp_trace, make_hvp, top_eigenvalue
+from zoobench.landscape.hessian import hutchinson_trace, hutchpp_trace, top_eigenvalue
+from zoobench.landscape.hvp import make_hvp
 from zoobench.data import load_data
 from zoobench.data.catalog import DATASETS
 from zoobench.models import build_model

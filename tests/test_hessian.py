@@ -13,10 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoobench.landscape import hessian as hessian_module
+from zoobench.landscape import hvp as hvp_module
 from zoobench.landscape.hessian import (
-    MODES, hessian_metrics, hutchinson_trace, hutchpp_trace, make_hvp, top_eigenvalue,
+    hessian_metrics, hutchinson_trace, hutchpp_trace, scipy_operator, top_eigenvalue,
 )
+from zoobench.landscape.hvp import MODES, make_hvp
 
 
 def cross_entropy(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
@@ -79,7 +80,7 @@ def test_hvp_equals_the_exact_hessian_times_vectors(tiny, mode):
 def test_scipy_operator_is_float64_and_runs_the_model_dtype(tiny):
     model, batches, hessian = tiny
     single = make_hvp(copy.deepcopy(model).float(), cross_entropy, [(x.float(), y) for x, y in batches])
-    operator = single.as_linear_operator()
+    operator = scipy_operator(single, single.dim)
     v = torch.randn(single.dim, dtype=torch.float64)
     assert operator.dtype == np.float64
     result = torch.from_numpy(operator @ v.numpy())
@@ -198,15 +199,36 @@ def test_a_block_of_products_equals_the_products_one_by_one(tiny, mode, net, blo
 
 def test_the_vectors_per_pass_follow_the_memory_a_pass_adds(tiny, monkeypatch):
     model, batches, hessian = tiny
-    assert make_hvp(model, cross_entropy, batches).block == hessian_module.BLOCK
+    assert make_hvp(model, cross_entropy, batches).block == hvp_module.BLOCK
     # The first batch's leaf outputs: 8 x (4 + 4 + 3) float64 values, 704 bytes per vector.
-    monkeypatch.setattr(hessian_module, "PASS_BYTES", 3 * 704)
+    monkeypatch.setattr(hvp_module, "PASS_BYTES", 3 * 704)
     hvp = make_hvp(model, cross_entropy, batches)
     assert hvp.block == 3
     block = torch.randn(hvp.dim, 7, dtype=torch.float64)
     torch.testing.assert_close(hvp(block), hessian @ block, rtol=0, atol=1e-10)
-    monkeypatch.setattr(hessian_module, "PASS_BYTES", 100)
+    monkeypatch.setattr(hvp_module, "PASS_BYTES", 100)
     assert make_hvp(model, cross_entropy, batches).block == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_concatenated_batches_keep_the_mean_of_per_batch_means(tiny, mode, monkeypatch):
+    """Batches of one shape are joined (fewer, larger passes); a batch of another size stays alone, and
+    each joined batch counts for the batches it holds, so the Hessian is still that of the mean of
+    per-batch means."""
+    model, _, _ = tiny
+    batches = classification_batches(5, 3, sizes=(8, 8, 8, 5, 8))
+    exact = exact_hessian(model, cross_entropy, batches)
+    hvp = make_hvp(model, cross_entropy, batches, mode, concatenate=True)
+    assert [len(batch[1]) for batch, _ in hvp.chunks] == [24, 5, 8]
+    assert [merged for _, merged in hvp.chunks] == [3, 1, 1]
+    block = torch.randn(hvp.dim, 4, dtype=torch.float64)
+    torch.testing.assert_close(hvp(block), exact @ block, rtol=0, atol=1e-10)
+    # Within a quarter of the memory a pass may add: 8 x (4 + 4 + 3) float64 values are 704 bytes a batch.
+    monkeypatch.setattr(hvp_module, "PASS_BYTES", 4 * 2 * 704)
+    joined = make_hvp(model, cross_entropy, batches, mode, concatenate=True)
+    assert [merged for _, merged in joined.chunks] == [2, 1, 1, 1]
+    torch.testing.assert_close(joined(block), exact @ block, rtol=0, atol=1e-10)
+    assert [merged for _, merged in make_hvp(model, cross_entropy, batches, mode).chunks] == [1] * 5
 
 
 def test_convolutions_on_the_cpu_get_one_vector_per_pass():

@@ -8,7 +8,7 @@ data order. Augmentation runs on the uint8 images, normalisation after it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, ClassVar, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 @dataclass
 class InMemoryClassification:
+    examplewise_loss: ClassVar[bool] = True  # the mean cross-entropy of its examples (see the protocol)
     x_train: torch.Tensor  # (N, C, H, W) uint8
     y_train: torch.Tensor  # (N,) int64
     x_test: torch.Tensor

@@ -3,6 +3,11 @@
 Every dataset zoobench loads (in-memory images, token blocks, a PDE's collocation points) implements
 it, so a trainer, a Hessian or a method never needs to know which task it runs on. A batch is a
 tuple whose first element is the model's input and whose last has one entry per example.
+
+A dataset whose eval-mode `loss` is the mean of one loss per example (and nothing else that depends
+on the batch) may say so with a class attribute ``examplewise_loss = True``: the Hessian then
+concatenates its fixed batches into fewer, larger passes, which leaves such a loss's mean over the
+batches unchanged and would change any other.
 """
 
 from __future__ import annotations

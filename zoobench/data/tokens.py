@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, ClassVar, Iterator
 
 import numpy as np
 import torch
@@ -39,6 +39,7 @@ class TokenFile:
 
 @dataclass(frozen=True)
 class TokenBlocks:
+    examplewise_loss: ClassVar[bool] = True  # the mean cross-entropy of its examples (see the protocol)
     train: TokenFile
     test: TokenFile
     block_size: int

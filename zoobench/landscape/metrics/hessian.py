@@ -26,7 +26,8 @@ def curvature(model: Any, data: Any, settings: HessianSettings) -> dict[str, flo
 
     batches = data.fixed_batches("train", settings.batches, settings.batch_size, settings.seed)
     values = hessian_metrics(model.eval(), lambda m, batch: data.loss(m, batch)[0], batches, trace=settings.trace,
-                             max_hvps=settings.max_hvps, tol=settings.tol, seed=settings.seed)
+                             max_hvps=settings.max_hvps, tol=settings.tol, seed=settings.seed,
+                             concatenate=getattr(data, "examplewise_loss", False))
     trace = values["hessian_trace"]
     return {**values, "hessian_log_trace": math.log(trace) if trace > 0 else None}
 
