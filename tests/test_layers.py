@@ -19,7 +19,8 @@ STAGES = [
     ["zoobench.spec"],  # specs are checked against the catalogues of datasets, models and metrics
     ["zoobench.store"],
     ["zoobench.execution"],
-    ["zoobench.train", "zoobench.landscape.annotate", "zoobench.landscape.annotations", "zoobench.landscape.phases"],
+    ["zoobench.train", "zoobench.landscape.annotate", "zoobench.landscape.annotations", "zoobench.landscape.phases",
+     "zoobench.landscape.stability"],
     ["zoobench.method", "zoobench.reports.panels", "zoobench.reports.figures"],  # figures draw any table; a run draws its heatmap
     ["zoobench.bench", "zoobench.wsl", "zoobench.data.weights"],  # zoos as data for weight-space learning
     ["zoobench.reports"],

@@ -91,6 +91,7 @@ def zoo_phases(
 
     from zoobench.landscape.annotations import cell_table
     from zoobench.landscape.phases import classify
+    from zoobench.landscape.stability import seed_stability
 
     if format not in ("table", "csv", "json"):
         raise UsageError(f"unknown format '{format}'; valid: table, csv, json")
@@ -101,7 +102,9 @@ def zoo_phases(
     if labelled.empty:
         raise UsageError(f"zoo {spec.name} has no annotations at epoch {epoch}: `zoobench zoo annotate {zoo}` "
                          f"computes them")
-    shown = ["cell_id", "load", "temperature", "models", "phase", "reason",
+    stability = seed_stability(zoo_store, labelled, rule, epoch)
+    labelled = labelled.assign(seed_stability=labelled["cell_id"].map(stability))
+    shown = ["cell_id", "load", "temperature", "models", "phase", "reason", "seed_stability",
              *(m for m in PHASE_METRICS if m in labelled), "source", "cka_estimator"]
     cells = labelled[shown]
     if format == "csv":
@@ -115,15 +118,35 @@ def zoo_phases(
                           "cells": records}, indent=1))
         return
     metrics = [m for m in PHASE_METRICS if m in labelled]
-    out = render.table(spec.grid.load.short, spec.grid.temperature.short, "phase", *(PHASE_METRICS[m] for m in metrics))
+    out = render.table(spec.grid.load.short, spec.grid.temperature.short, "phase", "stable",
+                       *(PHASE_METRICS[m] for m in metrics))
     for row in cells.to_dict("records"):
         out.add_row(str(row["load"]), str(row["temperature"]),
-                    f"[{render.PHASE_STYLE[row['phase']]}]{row['phase']}", *(render.number(row[m]) for m in metrics))
+                    f"[{render.PHASE_STYLE[row['phase']]}]{row['phase']}", render.number(row["seed_stability"]),
+                    *(render.number(row[m]) for m in metrics))
     render.show(f"{spec.name}, epoch {epoch}: phase and seed-mean metrics per cell", out)
     render.line(f"rule: {rule.summary()}")
+    render.line(_stability_summary(cells))
     render.line(render.provenance(labelled, epoch))
     for row in cells.to_dict("records"):
         render.line(f"{row['cell_id']}: {row['phase']}: {row['reason']}")
+
+
+def _stability_summary(cells) -> str:
+    """One line: how many labels survive leaving out any one seed, per phase."""
+    from zoobench.landscape.phases import PHASES
+
+    known = cells.dropna(subset=["seed_stability"])
+    if known.empty:
+        why = ("published metrics have no per-pair values" if (cells["source"] == "published").all() else
+               "it needs per-pair mc and CKA: `zoobench zoo annotate` again with this version")
+        return (f"stable: the share of a cell's labels, with each seed left out in turn, that keep its phase; "
+                f"none here ({why})")
+    kept = known[known["seed_stability"] == 1]
+    per_phase = ", ".join(f"{phase} {int((kept['phase'] == phase).sum())}/{int((known['phase'] == phase).sum())}"
+                          for phase in PHASES if (known["phase"] == phase).any())
+    return (f"stable: the share of a cell's labels, with each seed left out in turn, that keep its phase; "
+            f"{len(kept)} of {len(known)} cells keep it whichever seed is left out ({per_phase})")
 
 
 @zoo_app.command("compare-reference")

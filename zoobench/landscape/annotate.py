@@ -8,6 +8,7 @@ Units run in the same executor as training and are skipped when their stored res
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from dataclasses import dataclass, field
@@ -104,9 +105,11 @@ def annotate_cell(zoo: ZooStore, metric: str, cell_id: str, epoch: int, data_roo
         cell = seed_mean(per_model.values())
     else:
         per_model, cell = {}, compute(list(healthy.values()), data, settings)
+    pairs = {f"{a}|{b}": _clean(values)
+             for (a, b), values in zip(itertools.combinations(healthy, 2), cell.pop("pairs", []))}
     cell["diverged"] = len(inputs) - len(healthy)
     annotations.write(cell_id, inputs, {model_id: _clean(values) for model_id, values in per_model.items()},
-                      _clean(cell), time.perf_counter() - started)
+                      _clean(cell), time.perf_counter() - started, pairs)
 
 
 def _clean(values: dict[str, Any]) -> dict[str, Any]:

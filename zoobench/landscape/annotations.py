@@ -48,11 +48,13 @@ class Annotations:
         return stored.get("inputs") == self.inputs(cell_id)
 
     def write(self, cell_id: str, inputs: dict[str, str], models: dict[str, dict], cell: dict[str, Any],
-              seconds: float) -> None:
+              seconds: float, pairs: dict[str, dict] | None = None) -> None:
+        """One cell's values: per model, for the cell, and per pair of models ("a|b") where the metric
+        compares seeds."""
         if not (self.folder / "settings.json").exists():
             atomic.write_json(self.folder / "settings.json", self.settings)
         atomic.write_json(self.folder / f"{cell_id}.json", {"cell_id": cell_id, "inputs": inputs, "models": models,
-                                                             "cell": cell, "seconds": seconds})
+                                                             "cell": cell, "pairs": pairs or {}, "seconds": seconds})
 
     def records(self) -> list[dict]:
         return [json.loads(path.read_text()) for path in sorted(self.folder.glob("*.json"))
@@ -74,6 +76,12 @@ class Annotations:
 
         return pd.DataFrame([{"model_id": model_id, "cell_id": r["cell_id"], **values}
                              for r in self.records() for model_id, values in r["models"].items()])
+
+    def pairs(self) -> dict[str, dict[tuple[str, str], dict[str, Any]]]:
+        """Cell id -> (model id, model id) -> the values of that pair, for a metric that compares seeds
+        (empty for annotations stored before pairs were kept)."""
+        return {r["cell_id"]: {tuple(key.split("|")): values for key, values in r.get("pairs", {}).items()}
+                for r in self.records()}
 
 
 SOURCES = ("computed", "published")

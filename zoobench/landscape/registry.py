@@ -53,7 +53,10 @@ class Metric:
     annotated epoch, their task data and the settings: per model, ``compute(model, data, settings)``
     for each healthy model (the cell gets the seed mean of every value); per cell, ``compute(models,
     data, settings)`` with all healthy models in seed order. It returns a flat dict of numbers
-    (non-finite ones are stored as missing).
+    (non-finite ones are stored as missing); a cell metric that compares pairs of seeds may add
+    ``"pairs"``, one flat dict per pair of its models in ``itertools.combinations`` order, stored
+    beside the cell's values (from them `zoobench.landscape.stability` tells how much a cell's phase
+    hangs on one seed).
     """
 
     name: str

@@ -43,17 +43,19 @@ def seed_similarity(models: list[Any], data: Any, settings: CKASettings) -> dict
                                                                 settings.seed)]
     else:
         batches = [data.fixed_batches("test", 1, settings.samples, settings.seed)[0][0]]
-    means = []
+    means, per_batch = [], []
     with torch.no_grad():
         for inputs in batches:
             logits = [model.eval()(inputs) for model in models]
-            means.append(mean_pairwise_cka(logits, unbiased=settings.estimator == "unbiased")[0])
-    pairs = len(models) * (len(models) - 1) // 2
-    return {"cka": sum(means) / len(means), "cka_pairs": pairs}
+            mean, pairs = mean_pairwise_cka(logits, unbiased=settings.estimator == "unbiased")
+            means.append(mean)
+            per_batch.append(pairs)
+    per_pair = [sum(values) / len(values) for values in zip(*per_batch)]
+    return {"cka": sum(means) / len(means), "cka_pairs": len(per_pair), "pairs": [{"cka": v} for v in per_pair]}
 
 
 METRIC = Metric(
-    "cka", "cell", seed_similarity, settings=CKASettings,
+    "cka", "cell", seed_similarity, settings=CKASettings, version=2,  # 2: each seed pair's value is kept
     columns=(Column("cka", "CKA between seeds", higher_is_better=None, sheet=True, target="cka", phase="similarity"),),
     description="linear CKA between the seeds' logits (unbiased HSIC, or the paper's biased per-batch estimator)",
 )

@@ -44,7 +44,8 @@ def connectivity(models: list[Any], data: Any, settings: MCSettings) -> dict[str
                                       lambda: data.batches(settings.batch_size, generator, None), error,
                                       recalibrate, epochs=settings.epochs, lr=settings.lr,
                                       t_values=settings.t_values, seed=settings.seed)["mc"])
-    return {"mc": _mean(curves), "linear_mc": _mean(lines), "mc_pairs": len(curves)}
+    return {"mc": _mean(curves), "linear_mc": _mean(lines), "mc_pairs": len(curves),
+            "pairs": [{"mc": curve, "linear_mc": line} for curve, line in zip(curves, lines)]}
 
 
 def _mean(values: list[float]) -> float | None:
@@ -52,7 +53,7 @@ def _mean(values: list[float]) -> float | None:
 
 
 METRIC = Metric(
-    "mc", "cell", connectivity, settings=MCSettings,
+    "mc", "cell", connectivity, settings=MCSettings, version=2,  # 2: each seed pair's value is kept
     columns=(
         Column("mc", "mode connectivity mc (< 0: barrier)", signed=True, sheet=True, target="mc",
                phase="connectivity"),
