@@ -136,17 +136,16 @@ def _stability_summary(cells) -> str:
     """One line: how many labels survive leaving out any one seed, per phase."""
     from zoobench.landscape.phases import PHASES
 
+    meaning = "stable: the share of a cell's labels, with each seed left out in turn, that keep its phase"
     known = cells.dropna(subset=["seed_stability"])
     if known.empty:
         why = ("published metrics have no per-pair values" if (cells["source"] == "published").all() else
                "it needs per-pair mc and CKA: `zoobench zoo annotate` again with this version")
-        return (f"stable: the share of a cell's labels, with each seed left out in turn, that keep its phase; "
-                f"none here ({why})")
+        return f"{meaning}; none here ({why})"
     kept = known[known["seed_stability"] == 1]
     per_phase = ", ".join(f"{phase} {int((kept['phase'] == phase).sum())}/{int((known['phase'] == phase).sum())}"
                           for phase in PHASES if (known["phase"] == phase).any())
-    return (f"stable: the share of a cell's labels, with each seed left out in turn, that keep its phase; "
-            f"{len(kept)} of {len(known)} cells keep it whichever seed is left out ({per_phase})")
+    return f"{meaning}; {len(kept)} of {len(known)} cells keep it whichever seed is left out ({per_phase})"
 
 
 @zoo_app.command("compare-reference")

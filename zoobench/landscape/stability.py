@@ -51,19 +51,19 @@ def _inputs(zoo: ZooStore, epoch: int) -> dict[str, dict[str, dict[Any, float]]]
 def _share(row: dict[str, Any], values: dict[str, dict[str, dict[Any, float]]], rule: Rule) -> float:
     if row["phase"] in ("diverged", "?"):
         return math.nan
-    per_column = {column: cells.get(row["cell_id"], {}) for column, cells in values.items()}
+    per_column = {column: {(key if isinstance(key, tuple) else (key,)): value  # the seeds behind each value
+                           for key, value in cells.get(row["cell_id"], {}).items()}
+                  for column, cells in values.items()}
     if not all(per_column.values()):  # annotated before pairs were kept, or not annotated
         return math.nan
-    seeds = sorted({seed for found in per_column.values() for key in found
-                    for seed in (key if isinstance(key, tuple) else (key,))})
+    seeds = sorted({seed for found in per_column.values() for key in found for seed in key})
     if len(seeds) < 3:
         return math.nan
     agree = 0
     for left_out in seeds:
         kept = {}
         for column, found in per_column.items():
-            rest = [v for key, v in found.items()
-                    if left_out not in (key if isinstance(key, tuple) else (key,)) and _finite(v)]
+            rest = [v for key, v in found.items() if left_out not in key and _finite(v)]
             kept[column] = sum(rest) / len(rest) if rest else None  # missing: the rule says "?" if it needs it
         agree += rule.label(kept)[0] == row["phase"]
     return agree / len(seeds)
